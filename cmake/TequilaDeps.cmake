@@ -1,0 +1,11 @@
+# Third-party dependencies, all from Debian packages (scripts/install-deps.sh installs them).
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(Threads REQUIRED)
+find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+find_package(dnnl REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(yaml-cpp REQUIRED)
+if(TQ_BUILD_TESTS)
+  find_package(doctest REQUIRED)
+endif()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's test command: installs dependencies, builds with warnings as errors, runs the suite,
+# then rebuilds under AddressSanitizer + UndefinedBehaviorSanitizer and runs the suite again.
+#   scripts/test.sh              both passes
+#   TQ_TEST_SANITIZE=0 scripts/test.sh   skip the sanitizer pass (local iteration)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+scripts/install-deps.sh
+
+echo "== release build (-Werror) =="
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTQ_WERROR=ON
+cmake --build build/release -j"$jobs"
+(cd build/release && ctest --output-on-failure -LE long)
+
+if [[ "${TQ_TEST_SANITIZE:-1}" != "0" ]]; then
+  echo "== debug build with ASan + UBSan =="
+  cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DTQ_WERROR=ON -DTQ_SANITIZE_ADDRESS=ON \
+    -DTQ_SANITIZE_UNDEFINED=ON -DTQ_BUILD_BENCH=OFF
+  cmake --build build/asan -j"$jobs"
+  (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -LE 'long|nosan')
+fi
+echo "== all tests passed =="
