@@ -7,8 +7,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "core/mmap.h"
-
 namespace tq {
 
 namespace {
@@ -42,15 +40,22 @@ Json parse_json(std::string_view text, const std::string& source) {
 }
 
 Json read_json_file(const std::string& path) {
-  // MappedFile gives the "[mmap] cannot open <path>: <strerror>" error; restate it as a JSON read.
-  std::shared_ptr<MappedFile> file;
-  try {
-    file = MappedFile::open(path);
-  } catch (const Error& e) {
-    TQ_THROW("[json] cannot read {}: {}", path, e.message());
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TQ_CHECK(fd >= 0, "[json] cannot open {}: {}", path, std::strerror(errno));
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t r = ::read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int err = errno;
+      ::close(fd);
+      TQ_CHECK(r == 0, "[json] cannot read {}: {}", path, std::strerror(err));
+      break;
+    }
+    text.append(buf, static_cast<size_t>(r));
   }
-  const char* p = reinterpret_cast<const char*>(file->data());
-  return parse_json(std::string_view(p == nullptr ? "" : p, file->size()), path);
+  return parse_json(text, path);
 }
 
 void write_json_file(const std::string& path, const Json& json, int indent) {
@@ -153,7 +158,12 @@ void json_range_error(const std::string& context, const std::string& key, const 
 
 void json_missing_error(const std::string& context, const std::string& key, const Json& object) {
   std::string present;
+  size_t listed = 0;
   for (const auto& item : object.items()) {
+    if (listed++ == 20) {
+      present += fmt::format(", ... ({} in all)", object.size());
+      break;
+    }
     if (!present.empty()) present += ", ";
     present += item.key();
   }

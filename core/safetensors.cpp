@@ -180,18 +180,20 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   // with the parser callback (depth 1 = keys of the root object).
   std::vector<std::string> duplicates;
   std::unordered_set<std::string> seen;
-  const Json::parser_callback_t on_event = [&](int depth, Json::parse_event_t event,
-                                               Json& parsed) {
-    if (event == Json::parse_event_t::key && depth == 1 && parsed.is_string()) {
+  // ordered_json keeps the header order, the tie-break for tensors starting at the same offset.
+  using OJson = nlohmann::ordered_json;
+  const OJson::parser_callback_t on_event = [&](int depth, OJson::parse_event_t event,
+                                                OJson& parsed) {
+    if (event == OJson::parse_event_t::key && depth == 1 && parsed.is_string()) {
       if (!seen.insert(parsed.get<std::string>()).second) duplicates.push_back(parsed.get<std::string>());
     }
     return true;
   };
   const char* text = reinterpret_cast<const char*>(f.file_->data()) + 8;
-  Json header;
+  OJson header;
   try {
-    header = Json::parse(text, text + n, on_event);
-  } catch (const Json::parse_error& e) {
+    header = OJson::parse(text, text + n, on_event);
+  } catch (const OJson::parse_error& e) {
     std::string msg = e.what();
     const size_t tag = msg.find("] ");  // drop nlohmann's "[json.exception.parse_error.101] "
     if (msg.rfind("[json.exception.", 0) == 0 && tag != std::string::npos) msg.erase(0, tag + 2);
@@ -204,7 +206,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 
   for (const auto& item : header.items()) {
     const std::string& name = item.key();
-    const Json& value = item.value();
+    const Json value = item.value();  // entries are small; converting keeps one parse_entry
     if (name == "__metadata__") {
       if (value.is_null()) continue;
       TQ_CHECK(value.is_object(), "[safetensors] {}: __metadata__ is {}, expected an object of strings",
@@ -222,8 +224,10 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     f.infos_.push_back(std::move(info));
   }
 
-  std::sort(f.infos_.begin(), f.infos_.end(), [](const TensorInfo& a, const TensorInfo& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.name < b.name;
+  // Stable: ties (zero-size tensors) keep the header order; an empty range sorts before a
+  // non-empty one at the same offset, as save_safetensors writes them.
+  std::stable_sort(f.infos_.begin(), f.infos_.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
   // Non-empty ranges must not overlap. Gaps are tolerated (the spec wants none; the reference
   // reader rejects them) and only logged: the bytes in them are simply never read.

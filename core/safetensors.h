@@ -40,8 +40,9 @@ class SafetensorsFile {
   static SafetensorsFile open(const std::string& path);
 
   const std::string& path() const { return path_; }
-  // Tensor names in data-section order (ascending begin offset; ties by name). For files written
-  // by save_safetensors with one dtype this is the order given to it.
+  // Tensor names in data-section order: ascending begin offset, zero-size tensors before a
+  // non-empty one at the same offset, other ties in header order. For a file written by
+  // save_safetensors this is the given order, stably sorted by element size (largest first).
   std::vector<std::string> names() const;
   size_t size() const { return infos_.size(); }
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
@@ -59,7 +60,7 @@ class SafetensorsFile {
   std::string path_;
   std::shared_ptr<MappedFile> file_;
   uint64_t data_start_ = 0;
-  std::vector<TensorInfo> infos_;  // sorted by (begin, name)
+  std::vector<TensorInfo> infos_;  // in names() order
   std::unordered_map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
 };

@@ -105,7 +105,7 @@ TEST_CASE("attention: PyTorch fixtures (f32 and f64 paths)") {
       const AttnRun r = run_attention(true, f.get("q").to(dt).clone(), f.get("k").to(dt).clone(),
                                       f.get("v").to(dt).clone(), scale,
                                       f.get("grad_y").to(dt).clone());
-      MESSAGE(name_s << " " << dt_s << ": max|dy| " << max_abs_diff(r.y, f.get("y"))
+      INFO(name_s << " " << dt_s << ": max|dy| " << max_abs_diff(r.y, f.get("y"))
                    << ", max|dgq| " << max_abs_diff(r.grad_q, f.get("grad_q")) << ", max|dgk| "
                    << max_abs_diff(r.grad_k, f.get("grad_k")) << ", max|dgv| "
                    << max_abs_diff(r.grad_v, f.get("grad_v")));

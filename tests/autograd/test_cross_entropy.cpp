@@ -123,7 +123,7 @@ TEST_CASE("cross_entropy: PyTorch fixtures (f32 and f64 paths)") {
         CAPTURE(chunk);
         const double rtol = dt == DType::f32 ? 1e-5 : 1e-10, atol = dt == DType::f32 ? 1e-6 : 1e-10;
         const CeRun r = run_ce(f.get("logits").to(dt).clone(), targets, chunk, 1.0, ignore_index);
-        MESSAGE(name_s << " " << dt_s << " chunk " << chunk << ": |dloss| "
+        INFO(name_s << " " << dt_s << " chunk " << chunk << ": |dloss| "
                      << max_abs_diff(r.loss, f.get("loss")) << ", max|dgrad| "
                      << max_abs_diff(r.grad, f.get("grad_logits")));
         TQ_CHECK_CLOSE(r.loss, f.get("loss"), rtol, atol);

@@ -129,7 +129,7 @@ TEST_CASE("safetensors: round trip of every dtype, scalars and empty tensors") {
     CHECK(ti.shape == t.shape());
     CHECK(ti.end - ti.begin == t.nbytes());
     const Tensor got = f.get(name);
-    CHECK(got.is_contiguous());
+    CHECK((got.numel() == 0 || got.is_contiguous()));
     CHECK(bit_equal(got, t));
   }
   CHECK(!f.contains("nope"));
