@@ -11,8 +11,8 @@ namespace tq {
 
 namespace {
 
-// nlohmann's messages start with "[json.exception.parse_error.101] "; drop that tag so ours is the only
-// bracketed component. The rest already says "parse error at line L, column C: ...".
+// nlohmann's messages start with "[json.exception.parse_error.101] "; drop that tag so ours is the
+// only bracketed component. The rest already says "parse error at line L, column C: ...".
 std::string strip_nlohmann_tag(const char* what) {
   std::string msg(what);
   if (msg.rfind("[json.exception.", 0) == 0) {
@@ -110,8 +110,8 @@ void AtomicFileWriter::commit() {
   const int rc = ::close(fd_);
   fd_ = -1;
   TQ_CHECK(rc == 0, "[atomic_write] cannot close {}: {}", tmp_path_, std::strerror(errno));
-  TQ_CHECK(::rename(tmp_path_.c_str(), path_.c_str()) == 0, "[atomic_write] cannot rename {} to {}: {}",
-           tmp_path_, path_, std::strerror(errno));
+  TQ_CHECK(::rename(tmp_path_.c_str(), path_.c_str()) == 0,
+           "[atomic_write] cannot rename {} to {}: {}", tmp_path_, path_, std::strerror(errno));
   committed_ = true;
   // Make the rename itself durable. Some filesystems refuse fsync on a directory (EINVAL): the
   // data is already safe there, so that is not an error.

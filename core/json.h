@@ -12,12 +12,11 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 
@@ -30,15 +29,16 @@ using Json = nlohmann::json;
 Json parse_json(std::string_view text, const std::string& source);
 // Reads and parses a whole file: "[json] cannot open <path>: <strerror>" or the parse error above.
 Json read_json_file(const std::string& path);
-// Pretty-printed (indent spaces, -1 for compact) with a final newline, written via write_file_atomic.
+// Pretty-printed (indent spaces, -1 for compact) with a final newline, written via
+// write_file_atomic.
 void write_json_file(const std::string& path, const Json& json, int indent = 2);
 
 // Replaces `path` atomically: readers see the old file or the new one, never a torn one.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 
 // The streaming form, for files too large to build in memory (multi-GB safetensors). Writes go to
-// "<path>.tmp.<pid>"; commit() fsyncs it, renames it over `path` and fsyncs the directory. Without a
-// commit() (an exception mid-write) the destructor removes the temp file and `path` is untouched.
+// "<path>.tmp.<pid>"; commit() fsyncs it, renames it over `path` and fsyncs the directory. Without
+// a commit() (an exception mid-write) the destructor removes the temp file and `path` is untouched.
 class AtomicFileWriter {
  public:
   explicit AtomicFileWriter(std::string path);  // throws "[atomic_write] cannot create <tmp>: ..."
@@ -118,8 +118,8 @@ T json_as(const Json& value, const std::string& key, const std::string& context)
     T out;
     out.reserve(value.size());
     for (size_t i = 0; i < value.size(); ++i) {
-      out.push_back(json_as<typename T::value_type>(value[i], key + "[" + std::to_string(i) + "]",
-                                                    context));
+      out.push_back(
+          json_as<typename T::value_type>(value[i], key + "[" + std::to_string(i) + "]", context));
     }
     return out;
   } else {

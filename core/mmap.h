@@ -4,9 +4,9 @@
 //   uint64_t n = file->read_le<uint64_t>(0, "header length");  // checked: names path and sizes
 //   const uint8_t* p = file->bytes(8, n, "header");             // checked range
 //
-// The mapping is private copy-on-write (MAP_PRIVATE, PROT_READ|PROT_WRITE): a Tensor viewing it may be
-// written by its user without touching the file. The file must not be truncated while mapped (SIGBUS).
-// An empty file is valid: data() is nullptr and size() is 0.
+// The mapping is private copy-on-write (MAP_PRIVATE, PROT_READ|PROT_WRITE): a Tensor viewing it may
+// be written by its user without touching the file. The file must not be truncated while mapped
+// (SIGBUS). An empty file is valid: data() is nullptr and size() is 0.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +51,8 @@ template <class T>
 T MappedFile::read_le(uint64_t offset, const char* what) const {
   static_assert(std::is_trivially_copyable_v<T>, "read_le needs a trivially copyable type");
   T value;
-  std::memcpy(&value, bytes(offset, sizeof(T), what), sizeof(T));  // memcpy: offset may be unaligned
+  std::memcpy(&value, bytes(offset, sizeof(T), what),
+              sizeof(T));  // memcpy: offset may be unaligned
   return value;
 }
 

@@ -1,12 +1,12 @@
 #include "core/safetensors.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
 #include <string_view>
 #include <unordered_set>
-
-#include <spdlog/spdlog.h>
 
 #include "core/json.h"
 
@@ -35,7 +35,8 @@ const DTypeSpec kDTypes[] = {
     {"I32", 32, DType::i32, ""},
     {"I8", 8, DType::i8, ""},
     {"U8", 8, DType::u8, ""},
-    {"I64", 64, std::nullopt, " — hint: store it as I32 (e.g. tensor.to(torch.int32)) when writing"},
+    {"I64", 64, std::nullopt,
+     " — hint: store it as I32 (e.g. tensor.to(torch.int32)) when writing"},
     {"U64", 64, std::nullopt, " — hint: store it as I32 when writing"},
     {"U32", 32, std::nullopt, " — hint: store it as I32 when writing"},
     {"I16", 16, std::nullopt, " — hint: store it as I32 when writing"},
@@ -59,7 +60,8 @@ const DTypeSpec* find_dtype(std::string_view name) {
 // A non-negative JSON integer, or nullopt (negative, float, string, ...).
 std::optional<uint64_t> as_u64(const Json& v) {
   if (v.is_number_unsigned()) return v.get<uint64_t>();
-  if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
+  if (v.is_number_integer() && v.get<int64_t>() >= 0)
+    return static_cast<uint64_t>(v.get<int64_t>());
   return std::nullopt;
 }
 
@@ -99,8 +101,8 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const J
   for (size_t d = 0; d < shape.size(); ++d) {
     const std::optional<uint64_t> n = as_u64(shape[d]);
     TQ_CHECK(n.has_value() && *n <= static_cast<uint64_t>(INT64_MAX),
-             "[safetensors] {}: tensor '{}': shape[{}] is {}, expected a non-negative integer", path,
-             name, d, describe(shape[d]));
+             "[safetensors] {}: tensor '{}': shape[{}] is {}, expected a non-negative integer",
+             path, name, d, describe(shape[d]));
     info.shape.push_back(static_cast<int64_t>(*n));
     has_zero = has_zero || *n == 0;
     overflow = overflow || __builtin_mul_overflow(numel, *n, &numel);
@@ -111,8 +113,9 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const J
   // A size that overflows could never fit in the file anyway.
   TQ_CHECK(!overflow || has_zero, "[safetensors] {}: tensor '{}': shape {} is too large", path,
            name, shape_str(info.shape));
-  TQ_CHECK(bits % 8 == 0, "[safetensors] {}: tensor '{}': {} x {} bits is not a whole number of bytes",
-           path, name, numel, spec->bits);
+  TQ_CHECK(bits % 8 == 0,
+           "[safetensors] {}: tensor '{}': {} x {} bits is not a whole number of bytes", path, name,
+           numel, spec->bits);
 
   const Json& offs = entry["data_offsets"];
   std::optional<uint64_t> b, e;
@@ -126,16 +129,18 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const J
            path, name, describe(offs));
   info.begin = *b;
   info.end = *e;
-  TQ_CHECK(info.begin <= info.end, "[safetensors] {}: tensor '{}': data_offsets [{}, {}] has begin > end",
-           path, name, info.begin, info.end);
-  TQ_CHECK(info.end <= data_size,
-           "[safetensors] {}: tensor '{}': data_offsets [{}, {}] run past the data section ({} bytes) "
-           "— hint: the file may be truncated",
-           path, name, info.begin, info.end, data_size);
+  TQ_CHECK(info.begin <= info.end,
+           "[safetensors] {}: tensor '{}': data_offsets [{}, {}] has begin > end", path, name,
+           info.begin, info.end);
+  TQ_CHECK(
+      info.end <= data_size,
+      "[safetensors] {}: tensor '{}': data_offsets [{}, {}] run past the data section ({} bytes) "
+      "— hint: the file may be truncated",
+      path, name, info.begin, info.end, data_size);
   const uint64_t nbytes = bits / 8;
   TQ_CHECK(info.end - info.begin == nbytes,
-           "[safetensors] {}: tensor '{}': {}{} needs {} bytes but data_offsets [{}, {}] span {}", path,
-           name, info.st_dtype, shape_str(info.shape), nbytes, info.begin, info.end,
+           "[safetensors] {}: tensor '{}': {}{} needs {} bytes but data_offsets [{}, {}] span {}",
+           path, name, info.st_dtype, shape_str(info.shape), nbytes, info.begin, info.end,
            info.end - info.begin);
   return info;
 }
@@ -160,19 +165,21 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   f.path_ = path;
   f.file_ = MappedFile::open(path);  // "[mmap] cannot open <path>: ..."
   const uint64_t size = f.file_->size();
-  TQ_CHECK(size >= 8,
-           "[safetensors] {}: file has {} bytes, fewer than the 8-byte header length — hint: the file "
-           "is truncated or not a safetensors file",
-           path, size);
+  TQ_CHECK(
+      size >= 8,
+      "[safetensors] {}: file has {} bytes, fewer than the 8-byte header length — hint: the file "
+      "is truncated or not a safetensors file",
+      path, size);
   const auto n = f.file_->read_le<uint64_t>(0, "the safetensors header length");
   TQ_CHECK(n <= kMaxHeaderBytes,
            "[safetensors] {}: header length {} exceeds the {}-byte limit — hint: not a safetensors "
            "file, or a corrupt one",
            path, n, kMaxHeaderBytes);
-  TQ_CHECK(n <= size - 8,
-           "[safetensors] {}: header length {} runs past the end of the file ({} bytes) — hint: the "
-           "file may be truncated",
-           path, n, size);
+  TQ_CHECK(
+      n <= size - 8,
+      "[safetensors] {}: header length {} runs past the end of the file ({} bytes) — hint: the "
+      "file may be truncated",
+      path, n, size);
   f.data_start_ = 8 + n;
   const uint64_t data_size = size - f.data_start_;
 
@@ -185,7 +192,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   const OJson::parser_callback_t on_event = [&](int depth, OJson::parse_event_t event,
                                                 OJson& parsed) {
     if (event == OJson::parse_event_t::key && depth == 1 && parsed.is_string()) {
-      if (!seen.insert(parsed.get<std::string>()).second) duplicates.push_back(parsed.get<std::string>());
+      if (!seen.insert(parsed.get<std::string>()).second)
+        duplicates.push_back(parsed.get<std::string>());
     }
     return true;
   };
@@ -209,12 +217,13 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     const Json value = item.value();  // entries are small; converting keeps one parse_entry
     if (name == "__metadata__") {
       if (value.is_null()) continue;
-      TQ_CHECK(value.is_object(), "[safetensors] {}: __metadata__ is {}, expected an object of strings",
-               path, describe(value));
+      TQ_CHECK(value.is_object(),
+               "[safetensors] {}: __metadata__ is {}, expected an object of strings", path,
+               describe(value));
       for (const auto& kv : value.items()) {
         TQ_CHECK(kv.value().is_string(),
-                 "[safetensors] {}: __metadata__ field '{}' is {}, expected a string", path, kv.key(),
-                 describe(kv.value()));
+                 "[safetensors] {}: __metadata__ field '{}' is {}, expected a string", path,
+                 kv.key(), describe(kv.value()));
         f.metadata_[kv.key()] = kv.value().get<std::string>();
       }
       continue;
@@ -236,9 +245,10 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   for (const TensorInfo& info : f.infos_) {
     if (info.begin == info.end) continue;
     if (prev != nullptr) {
-      TQ_CHECK(info.begin >= prev_end,
-               "[safetensors] {}: tensors '{}' [{}, {}) and '{}' [{}, {}) overlap in the data section",
-               path, prev->name, prev->begin, prev->end, info.name, info.begin, info.end);
+      TQ_CHECK(
+          info.begin >= prev_end,
+          "[safetensors] {}: tensors '{}' [{}, {}) and '{}' [{}, {}) overlap in the data section",
+          path, prev->name, prev->begin, prev->end, info.name, info.begin, info.end);
     }
     covered += info.end - info.begin;
     prev_end = info.end;
@@ -270,8 +280,9 @@ Tensor SafetensorsFile::get(const std::string& name) const {
   const TensorInfo& ti = info(name);
   if (!ti.dtype.has_value()) {
     const DTypeSpec* spec = find_dtype(ti.st_dtype);
-    TQ_THROW("[safetensors] {}: tensor '{}' has dtype {}, which tequila cannot hold (it reads {}){}",
-             path_, name, ti.st_dtype, kSupported, spec != nullptr ? spec->hint : "");
+    TQ_THROW(
+        "[safetensors] {}: tensor '{}' has dtype {}, which tequila cannot hold (it reads {}){}",
+        path_, name, ti.st_dtype, kSupported, spec != nullptr ? spec->hint : "");
   }
   const DType dtype = *ti.dtype;
   if (shape_numel(ti.shape) == 0) return Tensor::empty(ti.shape, dtype);
@@ -293,8 +304,8 @@ void save_safetensors(const std::string& path,
   std::unordered_set<std::string> seen;
   for (const auto& [name, t] : tensors) {
     TQ_CHECK(!name.empty(), "[safetensors] {}: empty tensor name", path);
-    TQ_CHECK(name != "__metadata__", "[safetensors] {}: '__metadata__' is reserved, not a tensor name",
-             path);
+    TQ_CHECK(name != "__metadata__",
+             "[safetensors] {}: '__metadata__' is reserved, not a tensor name", path);
     TQ_CHECK(seen.insert(name).second, "[safetensors] {}: tensor '{}' given more than once", path,
              name);
     TQ_CHECK(t.defined(), "[safetensors] {}: tensor '{}' is undefined", path, name);

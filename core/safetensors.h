@@ -1,13 +1,14 @@
 // Safetensors files (the HF weight format): validated, memory-mapped reads and atomic writes.
 //
-//   SafetensorsFile f = SafetensorsFile::open("model.safetensors");  // maps and validates the header
-//   for (const std::string& name : f.names()) { Tensor w = f.get(name); ... }  // zero-copy views
-//   save_safetensors("out.safetensors", {{"lm_head.weight", w}}, {{"format", "pt"}});
+//   SafetensorsFile f = SafetensorsFile::open("model.safetensors");  // maps and validates the
+//   header for (const std::string& name : f.names()) { Tensor w = f.get(name); ... }  // zero-copy
+//   views save_safetensors("out.safetensors", {{"lm_head.weight", w}}, {{"format", "pt"}});
 //
 // Layout: u64 little-endian header length N, N bytes of JSON {"__metadata__": {str: str},
 // name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}, then the data section; offsets are
-// relative to its start. What is accepted, rejected and written is in docs/formats.md ("safetensors").
-// Every error is a tq::Error that names the file and, where one is involved, the tensor.
+// relative to its start. What is accepted, rejected and written is in docs/formats.md
+// ("safetensors"). Every error is a tq::Error that names the file and, where one is involved, the
+// tensor.
 #pragma once
 
 #include <cstdint>
@@ -26,17 +27,18 @@ namespace tq {
 
 struct TensorInfo {
   std::string name;
-  std::string st_dtype;          // as spelled in the file: "F32", "BF16", "I64", ...
-  std::optional<DType> dtype;    // nullopt for dtypes tequila cannot hold (I64, BOOL, F8_*, ...)
+  std::string st_dtype;        // as spelled in the file: "F32", "BF16", "I64", ...
+  std::optional<DType> dtype;  // nullopt for dtypes tequila cannot hold (I64, BOOL, F8_*, ...)
   Shape shape;
-  uint64_t begin = 0;            // byte range [begin, end) relative to the data section
+  uint64_t begin = 0;  // byte range [begin, end) relative to the data section
   uint64_t end = 0;
-  uint64_t file_offset = 0;      // absolute offset of `begin` in the file
+  uint64_t file_offset = 0;  // absolute offset of `begin` in the file
 };
 
 class SafetensorsFile {
  public:
-  // Maps `path` and validates the whole header (see docs/formats.md); throws tq::Error on any defect.
+  // Maps `path` and validates the whole header (see docs/formats.md); throws tq::Error on any
+  // defect.
   static SafetensorsFile open(const std::string& path);
 
   const std::string& path() const { return path_; }
@@ -46,11 +48,13 @@ class SafetensorsFile {
   std::vector<std::string> names() const;
   size_t size() const { return infos_.size(); }
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
-  // Throws "[safetensors] <path>: no tensor '<name>'" when absent. Works for unsupported dtypes too.
+  // Throws "[safetensors] <path>: no tensor '<name>'" when absent. Works for unsupported dtypes
+  // too.
   const TensorInfo& info(const std::string& name) const;
   // A contiguous tensor. Zero-copy (a view whose storage keeps the mapping alive) when the data is
-  // aligned to the element size; otherwise a fresh aligned copy, since unaligned typed loads are UB.
-  // The view is copy-on-write: writing it never modifies the file. Throws for unsupported dtypes.
+  // aligned to the element size; otherwise a fresh aligned copy, since unaligned typed loads are
+  // UB. The view is copy-on-write: writing it never modifies the file. Throws for unsupported
+  // dtypes.
   Tensor get(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const MappedFile& mapping() const { return *file_; }

@@ -190,3 +190,20 @@ TEST_CASE("ops: bad input gives a clear error") {
   CHECK_THROWS_WITH_AS(rms_norm(a, b, 1e-5), doctest::Contains("[rms_norm] weight [4] must be [3]"), tq::Error);
   CHECK_THROWS_AS(add(a, Var::constant(Tensor::zeros({2, 3}, DType::i32))), tq::Error);
 }
+
+TEST_CASE("gradcheck can fail: a deliberately wrong backward is caught") {
+  // y = x², but the backward claims 2x + 0.01 — a small error the checker must see.
+  const GradFn wrong = [](const std::vector<Var>& v) {
+    const Var& x = v[0];
+    Tensor y = square(Var::constant(x.value())).value();
+    return make_result("wrong_square", y, {x}, [x](const Tensor& g) {
+      Tensor gx = Tensor::empty(x.shape(), DType::f64);
+      for (int64_t i = 0; i < gx.numel(); ++i)
+        gx.data<double>()[i] = g.data<double>()[i] * (2 * x.value().data<double>()[i] + 0.01);
+      accumulate_grad(x, gx);
+    });
+  };
+  const GradCheckResult r = check_gradients(wrong, {rnd({4}, 71)});
+  CHECK_FALSE(r.ok);
+  CHECK(r.report.find("FAILED") != std::string::npos);
+}

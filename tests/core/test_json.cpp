@@ -1,11 +1,10 @@
 // Tests core/json.cpp: file reads with located errors, typed field access, atomic writes.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <unistd.h>
 
 #include "core/json.h"
 #include "tests/test_util.h"
@@ -97,9 +96,9 @@ TEST_CASE("json: read_json_file errors name the file and the position") {
 TEST_CASE("json: typed getters report field, expected and actual kinds") {
   const Json j = Json::parse(R"({"hidden_size": "128", "eps": 1.5, "n": -3, "big": 300,
                                  "ids": [1, 2, "x"], "list": [1, 2, 3]})");
-  CHECK_THROWS_WITH_AS(json_get<int64_t>(j, "hidden_size", "config.json"),
-                       doctest::Contains("[config.json] field 'hidden_size': expected integer, got string"),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      json_get<int64_t>(j, "hidden_size", "config.json"),
+      doctest::Contains("[config.json] field 'hidden_size': expected integer, got string"), Error);
   CHECK_THROWS_WITH_AS(json_get<int64_t>(j, "eps", "config.json"),
                        doctest::Contains("field 'eps': expected integer, got number"), Error);
   CHECK_THROWS_WITH_AS(json_get<uint32_t>(j, "n", "config.json"),

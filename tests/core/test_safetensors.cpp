@@ -1,6 +1,7 @@
 // Tests core/safetensors.cpp: round trips of every dtype, zero-copy views, the unaligned path, the
 // reference fixtures, and one test per header defect (each error must name the file and tensor).
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -9,8 +10,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <unistd.h>
 
 #include "core/json.h"
 #include "core/safetensors.h"
@@ -40,7 +39,8 @@ struct TempDir {
 
 // A safetensors file written by hand: u64 header length (the true one unless overridden), header
 // text, data bytes.
-std::string raw_file(const std::string& header, const std::string& data, uint64_t length_override = 0) {
+std::string raw_file(const std::string& header, const std::string& data,
+                     uint64_t length_override = 0) {
   const uint64_t n = length_override != 0 ? length_override : header.size();
   std::string bytes(reinterpret_cast<const char*>(&n), 8);
   return bytes + header + data;
@@ -202,9 +202,8 @@ TEST_CASE("safetensors: an odd header length loads through the unaligned copy") 
   TempDir dir("st_unaligned");
   const std::string p = dir.file("odd.safetensors");
   // 8 + 75 = 83: every tensor's data starts at an odd address.
-  std::string header =
-      R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("y":{"dtype":"U8","shape":[3],"data_offsets":[8,11]}})";
+  std::string header = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                       R"("y":{"dtype":"U8","shape":[3],"data_offsets":[8,11]}})";
   while ((header.size() % 2) == 0 || header.size() < 75) header += ' ';
   REQUIRE((8 + header.size()) % 4 != 0);
   const float xs[2] = {1.5f, -2.25f};
@@ -233,15 +232,15 @@ TEST_CASE("safetensors: reads the PyTorch reference fixtures") {
   CHECK(loss.dtype() == DType::f64);
   CHECK(loss.dim() == 0);
   CHECK(std::isfinite(loss.item()));
-  for (const std::string& name : f.names()) CHECK(f.get(name).numel() == shape_numel(f.info(name).shape));
+  for (const std::string& name : f.names())
+    CHECK(f.get(name).numel() == shape_numel(f.info(name).shape));
 }
 
 TEST_CASE("safetensors: unsupported but valid dtypes open, get() refuses with a hint") {
   TempDir dir("st_i64");
   const std::string p = dir.file("ids.safetensors");
-  const std::string header =
-      R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
-      R"("w":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}})";
+  const std::string header = R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
+                             R"("w":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}})";
   write_bytes(p, raw_file(header, std::string(20, '\0')));
   const SafetensorsFile f = SafetensorsFile::open(p);
   CHECK(f.contains("ids"));
@@ -258,9 +257,8 @@ TEST_CASE("safetensors: unsupported but valid dtypes open, get() refuses with a 
 TEST_CASE("safetensors: gaps between tensors are tolerated") {
   TempDir dir("st_gap");
   const std::string p = dir.file("gap.safetensors");
-  const std::string header =
-      R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},)"
-      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}})";
+  const std::string header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},)"
+                             R"("b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}})";
   const float vals[4] = {9.f, 1.f, 9.f, 2.f};
   write_bytes(p, raw_file(header, std::string(reinterpret_cast<const char*>(vals), sizeof vals)));
   const SafetensorsFile f = SafetensorsFile::open(p);
@@ -294,31 +292,41 @@ TEST_CASE("safetensors: every corruption is an error naming the file and the ten
        "missing field 'shape'"},
       {"missing data_offsets", raw_file(R"({"w":{"dtype":"F32","shape":[2]}})", data8), "'w'",
        "missing field 'data_offsets'"},
-      {"dtype not a string", raw_file(R"({"w":{"dtype":4,"shape":[2],"data_offsets":[0,8]}})", data8),
-       "'w'", "dtype is"},
-      {"negative shape", raw_file(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8),
-       "'w'", "shape[0]"},
+      {"dtype not a string",
+       raw_file(R"({"w":{"dtype":4,"shape":[2],"data_offsets":[0,8]}})", data8), "'w'", "dtype is"},
+      {"negative shape",
+       raw_file(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8), "'w'",
+       "shape[0]"},
       {"non-integer shape",
        raw_file(R"({"w":{"dtype":"F32","shape":[2, 1.5],"data_offsets":[0,8]}})", data8), "'w'",
        "shape[1]"},
-      {"string shape", raw_file(R"({"w":{"dtype":"F32","shape":["2"],"data_offsets":[0,8]}})", data8),
-       "'w'", "shape[0]"},
-      {"shape not an array", raw_file(R"({"w":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", data8),
-       "'w'", "expected an array"},
-      {"unknown dtype", raw_file(R"({"w":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}})", data8),
-       "'w'", "unknown dtype 'F17'"},
-      {"size mismatch", raw_file(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data8),
-       "'w'", "needs 12 bytes"},
-      {"huge shape", raw_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", data8),
+      {"string shape",
+       raw_file(R"({"w":{"dtype":"F32","shape":["2"],"data_offsets":[0,8]}})", data8), "'w'",
+       "shape[0]"},
+      {"shape not an array",
+       raw_file(R"({"w":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", data8), "'w'",
+       "expected an array"},
+      {"unknown dtype",
+       raw_file(R"({"w":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}})", data8), "'w'",
+       "unknown dtype 'F17'"},
+      {"size mismatch",
+       raw_file(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data8), "'w'",
+       "needs 12 bytes"},
+      {"huge shape",
+       raw_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
+                data8),
        "'w'", "too large"},
       {"begin > end", raw_file(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", data8),
        "'w'", "begin > end"},
-      {"range outside data", raw_file(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", data8),
-       "'w'", "run past the data section"},
-      {"offsets not a pair", raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8),
-       "'w'", "data_offsets"},
-      {"negative offset", raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", data8),
-       "'w'", "data_offsets"},
+      {"range outside data",
+       raw_file(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", data8), "'w'",
+       "run past the data section"},
+      {"offsets not a pair",
+       raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8), "'w'",
+       "data_offsets"},
+      {"negative offset",
+       raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", data8), "'w'",
+       "data_offsets"},
       {"overlap",
        raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                 R"("v":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
@@ -326,8 +334,9 @@ TEST_CASE("safetensors: every corruption is an error naming the file and the ten
        "'v'", "overlap"},
       {"duplicate name", raw_file("{" + ok_entry + "," + ok_entry + "}", data8), "'w'",
        "more than once"},
-      {"metadata value not a string", raw_file(R"({"__metadata__":{"step":3},)" + ok_entry + "}", data8),
-       "'step'", "expected a string"},
+      {"metadata value not a string",
+       raw_file(R"({"__metadata__":{"step":3},)" + ok_entry + "}", data8), "'step'",
+       "expected a string"},
       {"metadata not an object", raw_file(R"({"__metadata__":["a"],)" + ok_entry + "}", data8), "",
        "__metadata__ is"},
   };
@@ -358,7 +367,8 @@ TEST_CASE("safetensors: save rejects bad input without touching the target") {
                        doctest::Contains("tensor 'u' is undefined"), Error);
   CHECK_THROWS_WITH_AS(save_safetensors(p, {{"__metadata__", Tensor::ones({1})}}),
                        doctest::Contains("reserved"), Error);
-  CHECK_THROWS_WITH_AS(save_safetensors(dir.file("no/dir/x.safetensors"), {{"w", Tensor::ones({1})}}),
-                       doctest::Contains("no/dir/x.safetensors"), Error);
+  CHECK_THROWS_WITH_AS(
+      save_safetensors(dir.file("no/dir/x.safetensors"), {{"w", Tensor::ones({1})}}),
+      doctest::Contains("no/dir/x.safetensors"), Error);
   CHECK(read_bytes(p) == before);
 }
