@@ -22,4 +22,8 @@ if [[ "${TQ_TEST_SANITIZE:-1}" != "0" ]]; then
   (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -LE 'long|nosan')
 fi
+echo "== lines of C++ per folder (soft budget: core + autograd under 8000) =="
+for d in core autograd nn quant data train infer apps tests bench; do
+  [[ -d $d ]] && printf '%-9s %6d\n' "$d" "$(find "$d" -name '*.h' -o -name '*.cpp' | xargs cat 2>/dev/null | wc -l)"
+done
 echo "== all tests passed =="
