@@ -48,15 +48,6 @@ void check_runs(const AttnRun& a, const AttnRun& b, double rtol, double atol) {
   TQ_CHECK_CLOSE(a.grad_v, b.grad_v, rtol, atol);
 }
 
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "(no error)";
-}
-
 }  // namespace
 
 TEST_CASE("attention: fused matches composed (values and gradients, f32 and f64)") {
@@ -129,7 +120,7 @@ TEST_CASE("attention: finite-difference gradient check (f64)") {
 
 TEST_CASE("attention: errors") {
   auto z = [](const Shape& s, DType dt = DType::f32) { return Var::constant(Tensor::zeros(s, dt)); };
-  const std::string m = error_message([&] {
+  const std::string m = test::error_of([&] {
     causal_attention(z({1, 4, 3, 8}), z({1, 4, 2, 8}), z({1, 4, 2, 8}), 1.0);
   });
   CHECK(m.rfind("[causal_attention]", 0) == 0);

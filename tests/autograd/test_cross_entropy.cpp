@@ -49,15 +49,6 @@ Tensor random_targets(Rng& rng, int64_t N, int64_t V, const std::vector<int64_t>
   return Tensor::from_vector(t, {N});
 }
 
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "(no error)";
-}
-
 }  // namespace
 
 TEST_CASE("cross_entropy: fused matches composed (values and gradients, f32 and f64)") {
@@ -145,12 +136,12 @@ TEST_CASE("cross_entropy: finite-difference gradient check (f64)") {
 TEST_CASE("cross_entropy: errors") {
   const Var x = Var::constant(Tensor::zeros({4, 10}));
   const Tensor bad = Tensor::from_vector(std::vector<int32_t>{1, 2, -100, 10}, {4});
-  const std::string m = error_message([&] { cross_entropy(x, bad); });
+  const std::string m = test::error_of([&] { cross_entropy(x, bad); });
   CHECK(m.rfind("[cross_entropy]", 0) == 0);
   CHECK(m.find("row 3") != std::string::npos);
   CHECK(m.find("10") != std::string::npos);
   const Tensor neg = Tensor::from_vector(std::vector<int32_t>{1, -1, 0, 0}, {4});
-  CHECK(error_message([&] { cross_entropy(x, neg); }).find("row 1") != std::string::npos);
+  CHECK(test::error_of([&] { cross_entropy(x, neg); }).find("row 1") != std::string::npos);
   const Tensor ok = Tensor::from_vector(std::vector<int32_t>{1, 2, 3, 4}, {4});
   CHECK_THROWS_AS(cross_entropy(x, ok, -100, 0), Error);                        // chunk
   CHECK_THROWS_AS(cross_entropy(x, ok.to(DType::f32)), Error);                  // dtype

@@ -38,15 +38,6 @@ RopeRun run_rope(bool fused, const Tensor& x, const std::vector<double>& inv, in
   return r;
 }
 
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "(no error)";
-}
-
 }  // namespace
 
 TEST_CASE("rope: fused matches composed (values and gradients, f32 and f64)") {
@@ -157,7 +148,7 @@ TEST_CASE("rope: errors") {
   RopeConfig cfg;
   cfg.head_dim = 8;
   cfg.type = "yarn";
-  const std::string m = error_message([&] { rope_inv_freq(cfg); });
+  const std::string m = test::error_of([&] { rope_inv_freq(cfg); });
   CHECK(m.rfind("[rope_inv_freq]", 0) == 0);
   CHECK(m.find("yarn") != std::string::npos);
   cfg.type = "default";
@@ -166,9 +157,9 @@ TEST_CASE("rope: errors") {
 
   const std::vector<double> inv(4, 1.0);
   const Var x3 = Var::constant(Tensor::zeros({2, 3, 8}));
-  CHECK(error_message([&] { rope(x3, inv, 0); }).rfind("[rope]", 0) == 0);
+  CHECK(test::error_of([&] { rope(x3, inv, 0); }).rfind("[rope]", 0) == 0);
   const Var x_bad_d = Var::constant(Tensor::zeros({1, 2, 3, 6}));
-  CHECK(error_message([&] { rope(x_bad_d, inv, 0); }).find("[1, 2, 3, 6]") != std::string::npos);
+  CHECK(test::error_of([&] { rope(x_bad_d, inv, 0); }).find("[1, 2, 3, 6]") != std::string::npos);
   const Var x_i32 = Var::constant(Tensor::zeros({1, 2, 3, 8}, DType::i32));
   CHECK_THROWS_AS(rope(x_i32, inv, 0), Error);
 }
