@@ -4,7 +4,7 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(TQ_PUBLIC_DEPS OpenMP::OpenMP_CXX Threads::Threads spdlog::spdlog nlohmann_json::nlohmann_json)
-set(TQ_PRIVATE_DEPS Eigen3::Eigen DNNL::dnnl)
+set(TQ_PRIVATE_DEPS Eigen3::Eigen DNNL::dnnl PkgConfig::PCRE2 PkgConfig::SENTENCEPIECE)
 
 add_library(tequila SHARED $<TARGET_OBJECTS:tequila_obj>)
 add_library(tequila_static STATIC $<TARGET_OBJECTS:tequila_obj>)

@@ -9,6 +9,8 @@ pkgs=(
   build-essential cmake pkg-config ccache
   libeigen3-dev libdnnl-dev opencl-headers ocl-icd-opencl-dev  # dnnl's CMake config needs OpenCL
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev doctest-dev
+  libpcre2-dev libsentencepiece-dev sentencepiece  # tokenizers (data/)
+  libcli11-dev  # command lines of the apps
 )
 if [[ "${1:-}" == "--torch" ]]; then
   pkgs+=(python3-torch python3-numpy)

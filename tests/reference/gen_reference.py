@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Golden fixtures for libtequila's fused autograd ops, computed with plain PyTorch.
+"""Golden fixtures for libtequila's fused autograd ops and a tiny LLaMA, computed with plain PyTorch.
 
 Run with Debian's interpreter (python3-torch 1.13, python3-numpy):
 
@@ -13,7 +13,10 @@ Conventions (see tests/reference/README.md):
   * the forward output and all gradients are computed in float64 from those exact f32 inputs (cast up)
     and stored as F64;
   * gradients are of sum(y * grad_y) for a stored random F32 `grad_y` (cross-entropy: d loss / d logits);
-  * references use standard torch ops and torch.autograd only (no hand-written backward).
+  * references use standard torch ops and torch.autograd only (no hand-written backward);
+  * data/tiny_llama/{config.json, model.safetensors} is a tiny HF-format LLaMA (F32, tied embeddings)
+    from the plain-PyTorch model below, and data/tiny_llama_golden.safetensors holds a batch with its
+    logits, loss and every parameter's gradient (F64, as grad.<HF name>).
 """
 
 import argparse
@@ -423,6 +426,288 @@ CASES = [
 
 
 # --------------------------------------------------------------------------------------------------
+# tiny LLaMA: an independent plain-PyTorch model with HF module names, its weights and a golden batch
+# --------------------------------------------------------------------------------------------------
+
+TINY_LLAMA_DIR = "tiny_llama"
+TINY_LLAMA_GOLDEN = "tiny_llama_golden"
+TINY_LLAMA_MAX_BYTES = 1024 * 1024
+
+# HF LlamaConfig fields (config.json). original_max_position_embeddings 64 puts the band edges at
+# wavelengths 16 and 64, so head_dim 16 / theta 5e5 (wavelengths 6.3, 32.4, 167, ...) has one high, one
+# medium and six low frequencies (asserted below); the default scaling moves positions 0..11 visibly.
+TINY_LLAMA_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_act": "silu",
+    "vocab_size": 96,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    },
+    "max_position_embeddings": 64,
+    "tie_word_embeddings": True,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "torch_dtype": "float32",
+    "attention_bias": False,
+    "mlp_bias": False,
+}
+TINY_LLAMA_SEED = 1001
+TINY_LLAMA_BATCH = (2, 12)
+TINY_TOKENS = (5, 17)  # embedding rows scaled by 0.01 so that mean(x^2) ~ eps at the first RMSNorm
+
+
+def encode_json(obj):
+    """Deterministic JSON: sorted keys, 2-space indent, Python float repr, trailing newline."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
+
+
+class LlamaRMSNorm(torch.nn.Module):
+    def __init__(self, n, eps):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(n))
+        self.eps = eps
+
+    def forward(self, x, v):
+        w = torch.ones_like(self.weight) if v.get("norm_weight_ignored") else self.weight
+        return ref_rms_norm(x, w, v.get("eps", self.eps))
+
+
+class LlamaAttention(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.H, self.Hkv, self.D = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+        C = c["hidden_size"]
+        self.q_proj = torch.nn.Linear(C, self.H * self.D, bias=False)
+        self.k_proj = torch.nn.Linear(C, self.Hkv * self.D, bias=False)
+        self.v_proj = torch.nn.Linear(C, self.Hkv * self.D, bias=False)
+        self.o_proj = torch.nn.Linear(self.H * self.D, C, bias=False)
+
+    def rope(self, x, inv_freq, pos0, v):
+        B, T, H, D = x.shape
+        if v.get("rope_interleaved"):  # pairs (2i, 2i+1) instead of rotate-half (i, i + D/2)
+            xp = x.reshape(B, T, H, D // 2, 2).transpose(-1, -2).reshape(B, T, H, D)
+            y = ref_rope(xp, inv_freq, pos0).reshape(B, T, H, 2, D // 2).transpose(-1, -2).reshape(B, T, H, D)
+        else:
+            y = ref_rope(x, inv_freq, pos0)
+        return y.to(x.dtype)  # cos/sin are f64; keep the f32 model (the tolerance guide) in f32
+
+    def forward(self, x, inv_freq, pos0, v):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.H, self.D)  # [B, T, H, D]
+        k = self.k_proj(x).view(B, T, self.Hkv, self.D)
+        val = self.v_proj(x).view(B, T, self.Hkv, self.D)
+        q, k = self.rope(q, inv_freq, pos0, v), self.rope(k, inv_freq, pos0, v)
+        if v.get("no_attn_scale"):
+            q = q * math.sqrt(self.D)
+        kv_map = [h % self.Hkv for h in range(self.H)] if v.get("gqa_tiled") else None
+        y, _ = ref_attention(q, k, val, kv_map=kv_map, causal=not v.get("no_causal_mask"))
+        return self.o_proj(y.reshape(B, T, self.H * self.D))
+
+
+class LlamaMLP(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        C, I = c["hidden_size"], c["intermediate_size"]
+        self.gate_proj = torch.nn.Linear(C, I, bias=False)
+        self.up_proj = torch.nn.Linear(C, I, bias=False)
+        self.down_proj = torch.nn.Linear(I, C, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaDecoderLayer(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.self_attn = LlamaAttention(c)
+        self.mlp = LlamaMLP(c)
+        self.input_layernorm = LlamaRMSNorm(c["hidden_size"], c["rms_norm_eps"])
+        self.post_attention_layernorm = LlamaRMSNorm(c["hidden_size"], c["rms_norm_eps"])
+
+    def forward(self, x, inv_freq, pos0, v):
+        x = x + self.self_attn(self.input_layernorm(x, v), inv_freq, pos0, v)
+        return x + self.mlp(self.post_attention_layernorm(x, v))
+
+
+class LlamaModel(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.embed_tokens = torch.nn.Embedding(c["vocab_size"], c["hidden_size"])
+        self.layers = torch.nn.ModuleList([LlamaDecoderLayer(c) for _ in range(c["num_hidden_layers"])])
+        self.norm = LlamaRMSNorm(c["hidden_size"], c["rms_norm_eps"])
+
+
+class LlamaForCausalLM(torch.nn.Module):
+    """HF LlamaForCausalLM semantics; state_dict() keys are HF's (no lm_head.weight when tied)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.config = c
+        self.model = LlamaModel(c)
+        if not c["tie_word_embeddings"]:
+            self.lm_head = torch.nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
+        s = c["rope_scaling"]
+        self.inv_freq, self.bands = inv_freq_llama3(c["rope_theta"], c["head_dim"], s["factor"], s["low_freq_factor"],
+                                                    s["high_freq_factor"], s["original_max_position_embeddings"])
+        self.inv_freq_default = inv_freq_default(c["rope_theta"], c["head_dim"])
+
+    def forward(self, ids, pos0=0, variant=None):
+        """ids [B, T] int64 -> logits [B, T, V]; `variant` applies one deliberate mistake (sensitivity)."""
+        v = variant or {}
+        inv_freq = self.inv_freq_default if v.get("no_llama3_scaling") else self.inv_freq
+        x = self.model.embed_tokens(ids)
+        for layer in self.model.layers:
+            x = layer(x, inv_freq, pos0, v)
+        x = self.model.norm(x, v)
+        head = v.get("lm_head") if "lm_head" in v else (
+            self.model.embed_tokens.weight if self.config["tie_word_embeddings"] else self.lm_head.weight)
+        return F.linear(x, head)
+
+
+def init_tiny_llama(c, g):
+    """float32 weights, drawn in sorted-name order from g; scales chosen so the fixture can fail."""
+    model = LlamaForCausalLM(c)
+    C, I = c["hidden_size"], c["intermediate_size"]
+    std = {
+        "embed_tokens": 0.3,  # tied head: logits std ~ 0.3 * sqrt(C) * |norm w|
+        "q_proj": 0.2, "k_proj": 0.2,  # attention far from uniform
+        "v_proj": 1.0 / math.sqrt(C), "o_proj": 1.0 / math.sqrt(C),
+        "gate_proj": 1.0 / math.sqrt(C), "up_proj": 1.0 / math.sqrt(C), "down_proj": 1.0 / math.sqrt(I),
+    }
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            kind = name.split(".")[-2]
+            if kind.endswith("norm"):
+                val = randn(g, *p.shape, std=0.1, mean=1.0)  # 1 + N(0, 0.1^2): "weight ignored" is visible
+            else:
+                val = randn(g, *p.shape, std=std[kind])
+            if kind == "embed_tokens":
+                for t in TINY_TOKENS:
+                    val[t] *= 0.01  # mean(x^2) ~ 1e-5: the first RMSNorm's eps matters for these tokens
+            p.copy_(val)
+    return model
+
+
+def tiny_llama_batch(c, g):
+    B, T = TINY_LLAMA_BATCH
+    seq = torch.randint(3, c["vocab_size"], (B, T + 1), generator=g, dtype=torch.int64)
+    seq[0, 0] = c["bos_token_id"]
+    seq[0, 3], seq[1, 2], seq[1, 7] = TINY_TOKENS[0], TINY_TOKENS[1], TINY_TOKENS[0]
+    seq[1, 9] = c["eos_token_id"]
+    ids, targets = seq[:, :T].clone(), seq[:, 1:].clone()
+    targets[1, T - 1] = -100
+    return ids, targets
+
+
+def tiny_llama_loss(model, ids, targets, variant=None):
+    logits = model(ids, variant=variant)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                           reduction="mean")
+    return logits, loss
+
+
+def case_tiny_llama():
+    """Returns [(relative path, bytes)]: config.json, model.safetensors (F32) and the golden batch file."""
+    c = TINY_LLAMA_CONFIG
+    g = gen(TINY_LLAMA_SEED)
+    model32 = init_tiny_llama(c, g)
+    ids, targets = tiny_llama_batch(c, g)
+    weights = [(n, p.detach().clone()) for n, p in sorted(model32.state_dict().items())]
+    names = [n for n, _ in weights]
+    assert "lm_head.weight" not in names and "model.embed_tokens.weight" in names, names
+    assert len(names) == 2 + 9 * c["num_hidden_layers"], names
+    print("    tiny_llama: llama3 bands per frequency: %s" % " ".join(model32.bands))
+    for band in ("low", "medium", "high"):
+        assert band in model32.bands, "tiny llama must have >= 1 %s-frequency band" % band
+
+    # the reference: float64 copy of the exact f32 weights
+    model = LlamaForCausalLM(c)
+    model.load_state_dict(model32.state_dict())
+    model.double()
+    params = sorted(model.named_parameters())
+    logits, loss = tiny_llama_loss(model, ids, targets)
+    grads = torch.autograd.grad(loss, [p for _, p in params])
+
+    with torch.no_grad():
+        p_max = torch.softmax(logits, -1).max(-1).values.mean()
+        print("    tiny_llama: loss %.6f (ln V = %.3f), logits std %.3f, mean max softmax prob %.3f"
+              % (float(loss), math.log(c["vocab_size"]), float(logits.std()), float(p_max)))
+        # how far float32 torch lands from the f64 reference (a guide for the C++ f32 tolerances)
+    logits32, loss32 = tiny_llama_loss(model32, ids, targets)
+    grads32 = torch.autograd.grad(loss32, [p for _, p in sorted(model32.named_parameters())])
+    gmax = max(float((a.double() - b).abs().max()) for a, b in zip(grads32, grads))
+    gatol = max(float(((a.double() - b).abs() - 1e-3 * b.abs()).max()) for a, b in zip(grads32, grads))
+    print("    tiny_llama: torch f32 vs f64: logits max|diff| %.2e, loss %.2e, grads max|diff| %.2e "
+          "(atol needed at rtol 1e-3: %.2e); max|grad| %.2e"
+          % (max_abs(logits32, logits), abs(float(loss32) - float(loss)), gmax, gatol,
+             max(float(x.abs().max()) for x in grads)))
+
+    # proofs that the fixture can fail: each mistake moves the logits (or a gradient) by far more than 1e-3
+    with torch.no_grad():
+        H = c["num_attention_heads"]
+        other = randn(gen(TINY_LLAMA_SEED + 1), c["vocab_size"], c["hidden_size"], std=0.3).double()
+        checks = [
+            ("rotate-half -> interleaved pairs", {"rope_interleaved": True}),
+            ("llama3 scaling dropped", {"no_llama3_scaling": True}),
+            ("eps 1e-05 -> 1e-06", {"eps": 1e-6}),
+            ("eps 1e-05 -> 1e-04", {"eps": 1e-4}),
+            ("kv head h %% %d instead of h // %d" % (c["num_key_value_heads"], H // c["num_key_value_heads"]),
+             {"gqa_tiled": True}),
+            ("no causal mask", {"no_causal_mask": True}),
+            ("scale 1/sqrt(D) dropped", {"no_attn_scale": True}),
+            ("norm weights ignored", {"norm_weight_ignored": True}),
+            ("untied head (separate random lm_head)", {"lm_head": other}),
+        ]
+        for what, variant in checks:
+            sensitivity("tiny_llama", what, max_abs(logits, model(ids, variant=variant)), 1e-1)
+        # (no pos0 check: without a KV cache, shifting every position leaves RoPE attention unchanged)
+    # tied embedding: its gradient has the lm_head part as well as the lookup part
+    emb = model.model.embed_tokens.weight
+    i_emb = [n for n, _ in params].index("model.embed_tokens.weight")
+    h = model.model.embed_tokens.weight.detach().clone().requires_grad_(True)
+    _, loss_untied = tiny_llama_loss(model, ids, targets, variant={"lm_head": h})
+    (g_lookup,) = torch.autograd.grad(loss_untied, [emb])
+    sensitivity("tiny_llama", "embed grad without the lm_head part", max_abs(grads[i_emb], g_lookup), 1e-3)
+    ignore_all = F.cross_entropy(logits.reshape(-1, c["vocab_size"]), targets.reshape(-1), ignore_index=-100,
+                                 reduction="sum") / targets.numel()
+    sensitivity("tiny_llama", "loss mean over all positions", abs(float(loss) - float(ignore_all)), 1e-2)
+
+    files = []
+    files.append((os.path.join(TINY_LLAMA_DIR, "config.json"), encode_json(c)))
+    wmeta = {"format": "pt"}
+    files.append((os.path.join(TINY_LLAMA_DIR, "model.safetensors"), encode_safetensors(weights, wmeta)))
+    n_ignored = int((targets == -100).sum())
+    tensors = [("ids", ids.to(torch.int32)), ("targets", targets.to(torch.int32)), ("logits", logits.detach()),
+               ("loss", loss.detach().reshape([]))]
+    tensors += [("grad." + n, gr) for (n, _), gr in zip(params, grads)]
+    desc = (
+        "tiny LLaMA (tests/reference/data/tiny_llama, HF semantics, tied embeddings) on ids [B,T]; logits "
+        "[B,T,V]; loss = F.cross_entropy(logits, targets, ignore_index=-100, mean over non-ignored); "
+        "grad.<name> = d loss / d <name> for every parameter (tied embedding: lookup + lm_head); all F64, "
+        "computed in float64 from the f32 weights"
+    )
+    md = meta("llama_forward_backward", desc, model=TINY_LLAMA_DIR, pos0=0, ignore_index=-100,
+              n_ignored=n_ignored, seed=TINY_LLAMA_SEED)
+    files.append((TINY_LLAMA_GOLDEN + ".safetensors", encode_safetensors(tensors, md)))
+    total = sum(len(b) for _, b in files)
+    assert total < TINY_LLAMA_MAX_BYTES, total
+    return files, (tensors, md)
+
+
+# --------------------------------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------------------------------
 
@@ -432,9 +717,10 @@ def verify_file(path, expected=None):
     with open(path, "rb") as f:
         buf = f.read()
     arrays, metadata, order = decode_safetensors(buf)
-    for key in ("op", "generator", "description"):
-        assert key in metadata, (path, key)
-    assert metadata["generator"] == GENERATOR
+    if metadata != {"format": "pt"}:  # HF-style weight files carry only {"format": "pt"}
+        for key in ("op", "generator", "description"):
+            assert key in metadata, (path, key)
+        assert metadata["generator"] == GENERATOR
     if expected is not None:
         names, tensors, md = expected
         assert metadata == md, path
@@ -459,19 +745,51 @@ def generate(out_dir):
             f.write(buf)
         verify_file(path, (name, tensors, md))
         written.append(path)
+    files, (tensors, md) = case_tiny_llama()
+    os.makedirs(os.path.join(out_dir, TINY_LLAMA_DIR), exist_ok=True)
+    for rel, buf in files:
+        path = os.path.join(out_dir, rel)
+        with open(path, "wb") as f:
+            f.write(buf)
+        if rel.endswith(".safetensors"):
+            verify_file(path, (rel, tensors, md) if rel.startswith(TINY_LLAMA_GOLDEN) else None)
+        written.append(path)
+    assert json.loads(open(os.path.join(out_dir, TINY_LLAMA_DIR, "config.json")).read()) == TINY_LLAMA_CONFIG
     return written
+
+
+def fixture_paths(out_dir):
+    """The files the script owns in out_dir: *.safetensors and tiny_llama/*."""
+    paths = [os.path.join(out_dir, f) for f in os.listdir(out_dir) if f.endswith(".safetensors")]
+    sub = os.path.join(out_dir, TINY_LLAMA_DIR)
+    if os.path.isdir(sub):
+        paths += [os.path.join(sub, f) for f in os.listdir(sub)]
+    return sorted(paths)
+
+
+def _display(path):
+    parent = os.path.basename(os.path.dirname(path))
+    return os.path.join(parent, os.path.basename(path)) if parent == TINY_LLAMA_DIR else os.path.basename(path)
 
 
 def describe(paths):
     total = 0
     for path in paths:
+        if not path.endswith(".safetensors"):
+            size = os.path.getsize(path)
+            total += size
+            md5 = hashlib.md5(open(path, "rb").read()).hexdigest()
+            print("%-36s %6d B  md5 %s" % (_display(path), size, md5))
+            continue
         arrays, md, size = verify_file(path)
         total += size
         params = {k: v for k, v in md.items() if k not in ("generator", "description")}
         shapes = " ".join("%s:%s%s" % (n, str(a.dtype).replace("float", "f").replace("int", "i"), list(a.shape))
                           for n, a in arrays.items())
         md5 = hashlib.md5(open(path, "rb").read()).hexdigest()
-        print("%-36s %6d B  md5 %s\n    %s\n    %s" % (os.path.basename(path), size, md5, shapes, params))
+        if len(shapes) > 600:
+            shapes = shapes[:600] + " ..."
+        print("%-36s %6d B  md5 %s\n    %s\n    %s" % (_display(path), size, md5, shapes, params))
     print("total %d bytes in %d files" % (total, len(paths)))
     assert total < MAX_TOTAL_BYTES, total
     return total
@@ -487,8 +805,7 @@ def main():
     print("torch %s, numpy %s" % (torch.__version__, np.__version__))
 
     if args.verify:
-        paths = sorted(os.path.join(args.out, f) for f in os.listdir(args.out) if f.endswith(".safetensors"))
-        describe(paths)
+        describe(fixture_paths(args.out))
         print("verify: OK")
         return 0
     if args.check:
@@ -496,11 +813,12 @@ def main():
             fresh = generate(tmp)
             bad = []
             for p in fresh:
-                ref = os.path.join(args.out, os.path.basename(p))
+                rel = os.path.relpath(p, tmp)
+                ref = os.path.join(args.out, rel)
                 if not os.path.exists(ref) or not filecmp.cmp(p, ref, shallow=False):
-                    bad.append(os.path.basename(p))
-            extra = sorted(set(f for f in os.listdir(args.out) if f.endswith(".safetensors"))
-                           - set(os.path.basename(p) for p in fresh))
+                    bad.append(rel)
+            extra = sorted(set(os.path.relpath(p, args.out) for p in fixture_paths(args.out))
+                           - set(os.path.relpath(p, tmp) for p in fresh))
         if bad or extra:
             print("check: FAILED; differing: %s; not generated by this script: %s" % (bad, extra))
             return 1
