@@ -1,8 +1,8 @@
-// tqdemo: the smallest end-to-end run of libtequila until tqtrain/tqinfer land. It builds a tiny
-// LLaMA-shaped model (embedding, RMSNorm, RoPE, grouped-query causal attention, SwiGLU MLP, LM head)
-// from the autograd ops, trains it on a short built-in text with Adam for a few hundred steps, and
-// greedy-generates text from it. Exit status is non-zero if the loss did not fall by half.
-//   tqdemo [steps] [seed]
+// tqdemo: the smallest end-to-end run of libtequila until tqtrain lands. It builds a tiny
+// nn::LlamaForCausalLM (2 layers, GQA, RoPE, SwiGLU) over a character vocabulary, trains it on a short
+// built-in text with Adam, saves it as an HF-layout checkpoint, loads it back, reports its perplexity
+// and greedy-generates text with the reloaded model. Exit status is non-zero if the loss did not halve.
+//   tqdemo [steps] [seed] [out_dir]
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -10,16 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "autograd/attention.h"
-#include "autograd/cross_entropy.h"
-#include "autograd/ops.h"
-#include "autograd/rms_norm.h"
-#include "autograd/rope.h"
-#include "autograd/swiglu.h"
+#include "autograd/tape.h"
 #include "core/cpu.h"
 #include "core/logging.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "infer/perplexity.h"
+#include "nn/llama.h"
 
 using namespace tq;
 using namespace tq::autograd;
@@ -32,51 +29,6 @@ const char* kText =
     "his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding "
     "families, that he is considered the rightful property of some one or other of their daughters. ";
 
-// Legend: B batch, T time, C hidden, H heads, Hkv KV heads, D head_dim, F FFN width, V vocab.
-struct Config {
-  int64_t V = 0, C = 64, H = 4, Hkv = 2, D = 16, F = 128, L = 2, T = 48, B = 8;
-};
-
-struct Layer {
-  Var attn_norm, q, k, v, o, mlp_norm, gate, up, down;
-};
-
-struct Model {
-  Config cfg;
-  Var embed;  // [V, C]
-  std::vector<Layer> layers;
-  Var norm, head;  // [C], [V, C]
-  std::vector<double> inv_freq;
-
-  std::vector<Var> params() const {
-    std::vector<Var> p{embed, norm, head};
-    for (const Layer& l : layers)
-      for (const Var& v : {l.attn_norm, l.q, l.k, l.v, l.o, l.mlp_norm, l.gate, l.up, l.down}) p.push_back(v);
-    return p;
-  }
-
-  // ids i32 [B, T] -> logits [B*T, V]
-  Var forward(const Tensor& ids) const {
-    const int64_t B = ids.size(0), T = ids.size(1);
-    const Config& c = cfg;
-    Var x = embedding(embed, ids);  // [B, T, C]
-    for (const Layer& l : layers) {
-      const Var h = rms_norm(x, l.attn_norm, 1e-5);
-      const Var q = rope(reshape(linear(h, l.q), {B, T, c.H, c.D}), inv_freq, 0);
-      const Var k = rope(reshape(linear(h, l.k), {B, T, c.Hkv, c.D}), inv_freq, 0);
-      const Var v = reshape(linear(h, l.v), {B, T, c.Hkv, c.D});
-      const Var a = causal_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c.D)));
-      x = add(x, linear(reshape(a, {B, T, c.H * c.D}), l.o));
-      const Var m = rms_norm(x, l.mlp_norm, 1e-5);
-      x = add(x, linear(swiglu(linear(m, l.gate), linear(m, l.up)), l.down));
-    }
-    return reshape(linear(rms_norm(x, norm, 1e-5), head), {B * T, c.V});
-  }
-};
-
-Var init_param(const Shape& s, Rng& rng, double stddev) { return Var::parameter(Tensor::randn(s, rng, stddev)); }
-Var ones_param(int64_t n) { return Var::parameter(Tensor::ones({n})); }
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,6 +37,7 @@ int main(int argc, char** argv) {
     set_num_threads(0);
     const int steps = argc > 1 ? std::atoi(argv[1]) : 300;
     const uint64_t seed = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 42;
+    const std::string out_dir = argc > 3 ? argv[3] : "runs/tqdemo";
     TQ_CHECK(steps > 0, "[tqdemo] steps must be a positive integer, got '{}'", argc > 1 ? argv[1] : "");
 
     // Character vocabulary of the text.
@@ -97,28 +50,24 @@ int main(int argc, char** argv) {
       id = static_cast<int32_t>(to_char.size());
       to_char += ch;
     }
-    Model m;
-    m.cfg.V = static_cast<int64_t>(to_char.size());
-    const Config& c = m.cfg;
+    nn::LlamaConfig c;
+    c.vocab_size = static_cast<int64_t>(to_char.size());
+    c.hidden_size = 64;
+    c.intermediate_size = 128;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.max_position_embeddings = 64;
+    c.bos_token_id = 0;
+    c.eos_token_id = 0;
+    const int64_t B = 8, T = 48;
+    nn::LlamaForCausalLM model(c);
     Rng rng(seed);
-    m.embed = init_param({c.V, c.C}, rng, 0.5);
-    for (int64_t i = 0; i < c.L; ++i) {
-      const double s = 1.0 / std::sqrt(static_cast<double>(c.C));
-      m.layers.push_back({ones_param(c.C), init_param({c.H * c.D, c.C}, rng, s), init_param({c.Hkv * c.D, c.C}, rng, s),
-                          init_param({c.Hkv * c.D, c.C}, rng, s), init_param({c.C, c.H * c.D}, rng, s * 0.5),
-                          ones_param(c.C), init_param({c.F, c.C}, rng, s), init_param({c.F, c.C}, rng, s),
-                          init_param({c.C, c.F}, rng, 0.5 / std::sqrt(static_cast<double>(c.F)))});
-    }
-    m.norm = ones_param(c.C);
-    m.head = init_param({c.V, c.C}, rng, 1.0 / std::sqrt(static_cast<double>(c.C)));
-    RopeConfig rc;
-    rc.head_dim = c.D;
-    m.inv_freq = rope_inv_freq(rc);
-    std::vector<Var> params = m.params();
-    int64_t n_params = 0;
-    for (const Var& p : params) n_params += p.numel();
-    spdlog::info("tqdemo: {} parameters, vocab {}, {} layers, cpu {} ({}), {} threads", n_params, c.V, c.L,
-                 cpu_model_name(), cpu_target_name(cpu_target()), num_threads());
+    model.init_weights(rng, 0.1);
+    std::vector<autograd::Var> params;
+    for (const auto& [name, p] : model.named_parameters()) params.push_back(p);
+    spdlog::info("tqdemo: {} parameters, vocab {}, {} layers, cpu {} ({}), {} threads", model.num_parameters(),
+                 c.vocab_size, c.num_hidden_layers, cpu_model_name(), cpu_target_name(cpu_target()), num_threads());
 
     // Adam state (a stand-in until train/ has AdamW).
     std::vector<std::vector<double>> m1(params.size()), m2(params.size());
@@ -126,20 +75,20 @@ int main(int argc, char** argv) {
       m1[i].assign(static_cast<size_t>(params[i].numel()), 0.0);
       m2[i].assign(static_cast<size_t>(params[i].numel()), 0.0);
     }
-    const int64_t n_windows = static_cast<int64_t>(text.size()) - c.T - 1;
+    const int64_t n_windows = static_cast<int64_t>(text.size()) - T - 1;
     double first_loss = 0, last_loss = 0;
     for (int step = 1; step <= steps; ++step) {
-      Tensor ids = Tensor::empty({c.B, c.T}, DType::i32), tgt = Tensor::empty({c.B * c.T}, DType::i32);
-      for (int64_t b = 0; b < c.B; ++b) {
+      Tensor ids = Tensor::empty({B, T}, DType::i32), tgt = Tensor::empty({B, T}, DType::i32);
+      for (int64_t b = 0; b < B; ++b) {
         const int64_t start = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n_windows)));
-        for (int64_t t = 0; t < c.T; ++t) {
-          ids.data<int32_t>()[b * c.T + t] = to_id[text[static_cast<size_t>(start + t)]];
-          tgt.data<int32_t>()[b * c.T + t] = to_id[text[static_cast<size_t>(start + t + 1)]];
+        for (int64_t t = 0; t < T; ++t) {
+          ids.data<int32_t>()[b * T + t] = to_id[text[static_cast<size_t>(start + t)]];
+          tgt.data<int32_t>()[b * T + t] = to_id[text[static_cast<size_t>(start + t + 1)]];
         }
       }
       Tape tape;
       RecordScope rec(tape);
-      const Var loss = cross_entropy(m.forward(ids), tgt);
+      const Var loss = model.loss(ids, tgt);
       tape.backward(loss);
       const double lr = 3e-3 * std::min(1.0, step / 20.0), b1 = 0.9, b2 = 0.99;
       for (size_t i = 0; i < params.size(); ++i) {
@@ -160,18 +109,27 @@ int main(int argc, char** argv) {
       if (step == 1 || step % 25 == 0 || step == steps) spdlog::info("step {:4d}  loss {:.4f}", step, last_loss);
     }
 
+    // Save as an HF-layout checkpoint, load it back, and use the reloaded model from here on.
+    nn::save_llama(model, out_dir);
+    const auto reloaded = nn::load_llama(out_dir);
+    std::vector<int32_t> all(text.size());
+    for (size_t i = 0; i < text.size(); ++i) all[i] = to_id[text[i]];
+    const infer::PerplexityResult ppl = infer::perplexity(*reloaded, all, T);
+    spdlog::info("saved {} and reloaded it: perplexity of the training text {:.3f} over {} tokens", out_dir,
+                 ppl.ppl, ppl.tokens);
+
     // Greedy generation (full recompute per token; the KV-cache engine arrives with tqinfer).
     std::string out = "It is a truth";
     NoGradGuard no_grad;
     for (int i = 0; i < 120; ++i) {
-      const int64_t T = std::min<int64_t>(static_cast<int64_t>(out.size()), c.T);
-      Tensor ids = Tensor::empty({1, T}, DType::i32);
-      for (int64_t t = 0; t < T; ++t)
-        ids.data<int32_t>()[t] = to_id[out[out.size() - static_cast<size_t>(T) + static_cast<size_t>(t)]];
-      const Tensor logits = m.forward(ids).value();
-      const float* last = logits.data<float>() + (T - 1) * c.V;
+      const int64_t n = std::min<int64_t>(static_cast<int64_t>(out.size()), T);
+      Tensor ids = Tensor::empty({1, n}, DType::i32);
+      for (int64_t t = 0; t < n; ++t)
+        ids.data<int32_t>()[t] = to_id[out[out.size() - static_cast<size_t>(n) + static_cast<size_t>(t)]];
+      const Tensor logits = reloaded->forward(ids).value();  // [1, n, V]
+      const float* last = logits.data<float>() + (n - 1) * c.vocab_size;
       int64_t best = 0;
-      for (int64_t v = 1; v < c.V; ++v)
+      for (int64_t v = 1; v < c.vocab_size; ++v)
         if (last[v] > last[best]) best = v;
       out += to_char[static_cast<size_t>(best)];
     }
