@@ -39,14 +39,14 @@ except ImportError as e:  # CTest treats exit 77 as "skipped" (PyTorch is option
 
 GENERATOR = "tests/reference/gen_reference.py"
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-MAX_TOTAL_BYTES = 2 * 1024 * 1024
+MAX_TOTAL_BYTES = 3 * 1024 * 1024
 
 # --------------------------------------------------------------------------------------------------
 # safetensors, by hand
 # --------------------------------------------------------------------------------------------------
 
-_NP_OF = {"F32": "<f4", "F64": "<f8", "I32": "<i4", "I64": "<i8"}
-_DTYPE_OF_TORCH = {torch.float32: "F32", torch.float64: "F64", torch.int32: "I32", torch.int64: "I64"}
+_NP_OF = {"F32": "<f4", "F64": "<f8", "I32": "<i4", "I64": "<i8", "I8": "<i1"}
+_DTYPE_OF_TORCH = {torch.float32: "F32", torch.float64: "F64", torch.int32: "I32", torch.int64: "I64", torch.int8: "I8"}
 
 
 def _to_numpy(t):
@@ -423,6 +423,277 @@ CASES = [
     lambda: case_silu("silu", 801),
     lambda: case_embedding("embedding", 901),
 ]
+
+
+# --------------------------------------------------------------------------------------------------
+# ternary QuantLinear (Tequila and its baselines; docs: /work/shared/tequila-spec.md sections 2-5)
+# --------------------------------------------------------------------------------------------------
+
+QUANT_SEED = 1101
+QUANT_T, QUANT_IN, QUANT_OUT, QUANT_GROUP = 6, 256, 8, 128
+QUANT_LAMBDA, QUANT_EPS = 1e-3, 1e-3
+QUANT_GRID = 4096  # w = k / 4096 with small integer k: every sum, mean, median and threshold is exact in f32
+QUANT_MEDIAN = "mean of two middle values"
+QUANT_METHODS = [  # (file stem, method, minima_grad)
+    ("absmean", "absmean", ""), ("absmedian", "absmedian", ""), ("twn", "twn", ""),
+    ("tequila", "tequila", ""), ("tequila_nomix", "tequila_nomix", ""),
+    ("minima_paper", "minima", "paper"), ("minima_code", "minima", "code"),
+]
+QUANT_GRANULARITIES = ["tensor", "channel", "group"]
+QUANT_Y_TOL = (1e-4, 1e-6)  # (rtol, atol) the C++ test uses for y; grads: QUANT_GRAD_TOL
+QUANT_GRAD_TOL = (1e-4, 1e-5)
+
+
+def quant_groups(w, granularity):
+    """View w [out, in] as [n_groups, group_elems] (a group never spans two rows, except for tensor)."""
+    if granularity == "tensor":
+        return w.reshape(1, -1)
+    if granularity == "channel":
+        return w.reshape(w.shape[0], -1)
+    return w.reshape(-1, QUANT_GROUP)
+
+
+def quant_median(a, lower=False):
+    """Median of each row of a; for an even count the mean of the two middle values (lower=True: torch's)."""
+    s = a.sort(dim=-1).values
+    n = s.shape[-1]
+    if n % 2 == 1 or lower:
+        return s[..., (n - 1) // 2]
+    return 0.5 * (s[..., n // 2 - 1] + s[..., n // 2])
+
+
+def quant_ternary(w, quantizer, granularity, inclusive=True, lower_median=False):
+    """(codes t in {-1, 0, 1}, alpha per element, alpha per [out, groups per row]) of w [out, in] (f64, no grad)."""
+    w = w.detach()
+    a = quant_groups(w.abs(), granularity)
+    v = quant_groups(w, granularity)
+    if quantizer == "absmean":
+        alpha = a.mean(-1, keepdim=True)
+        delta = alpha / 2
+    elif quantizer == "absmedian":
+        alpha = quant_median(a, lower_median).unsqueeze(-1)
+        delta = alpha / 2
+    elif quantizer == "twn":
+        delta = 0.75 * a.mean(-1, keepdim=True)
+        alpha = None
+    else:
+        raise ValueError(quantizer)
+    if inclusive:
+        t = (v >= delta).double() - (v <= -delta).double()
+    else:
+        t = (v > delta).double() - (v < -delta).double()
+    if quantizer == "twn":  # alpha = mean |w| over the entries with a non-zero code
+        nz = (t != 0).double()
+        alpha = (a * nz).sum(-1, keepdim=True) / nz.sum(-1, keepdim=True).clamp(min=1)
+    t = torch.where(alpha == 0, torch.zeros_like(t), t)  # all-zero group: dead
+    alpha_el = alpha.expand_as(a).reshape(w.shape)
+    t = t.reshape(w.shape)
+    gpr = 1 if granularity in ("tensor", "channel") else w.shape[1] // QUANT_GROUP
+    alpha_rows = alpha_el[:, ::(w.shape[1] // gpr)].contiguous()  # [out, groups per row]
+    return t, alpha_el, alpha_rows
+
+
+def quant_linear_ref(x, w, method, granularity, minima_grad="", lam=QUANT_LAMBDA, eps=QUANT_EPS, **qkw):
+    """y [T, out] of the ternary linear layer; gradients w.r.t. the latent w come from torch.autograd.
+
+    st = w - w.detach() is 0 in value and carries d/dw = identity, so `q + st * mask` is the STE on mask."""
+    quantizer = method if method in ("absmean", "absmedian", "twn") else "absmean"
+    t, alpha, _ = quant_ternary(w, quantizer, granularity, **qkw)
+    q = t * alpha  # the dequantized ternary weight (a constant)
+    dead = (t == 0).double()
+    st = w - w.detach()
+    if method in ("absmean", "absmedian", "twn"):  # BitNet STE: every latent weight gets g^T x
+        return torch.matmul(x, (q + st).t())
+    if method == "tequila":  # STE everywhere + per-row bias c_j = lam * sum of dead w_ji (grad lam * s_j)
+        return torch.matmul(x, (q + st).t()) + lam * (w * dead).sum(1)
+    if method == "tequila_nomix":  # dead weights: only the bias gradient
+        return torch.matmul(x, (q + st * (1 - dead)).t()) + lam * (w * dead).sum(1)
+    if method == "minima":  # + sign(x) B^T, B = +-eps on dead entries by the sign of w (w >= 0 -> +eps)
+        b = eps * torch.where(w.detach() >= 0, torch.ones_like(w), -torch.ones_like(w)) * dead
+        sx = torch.sign(x.detach())
+        if minima_grad == "paper":  # active: g^T x; dead: eps * sum_t sign(x) g
+            return torch.matmul(x, (q + st * (1 - dead)).t()) + torch.matmul(sx, (b + eps * st * dead).t())
+        if minima_grad == "code":  # g^T x everywhere; dead: + sum_t sign(x) g (not scaled by eps)
+            return torch.matmul(x, (q + st).t()) + torch.matmul(sx, (b + st * dead).t())
+    raise ValueError((method, minima_grad))
+
+
+def quant_explicit_grads(x, w, gy, method, granularity, minima_grad="", lam=QUANT_LAMBDA, eps=QUANT_EPS):
+    """The spec's backward formulas written out (no autograd), to cross-check quant_linear_ref."""
+    quantizer = method if method in ("absmean", "absmedian", "twn") else "absmean"
+    t, alpha, _ = quant_ternary(w, quantizer, granularity)
+    x, w, gy = x.detach(), w.detach(), gy.double()
+    dead = t == 0
+    gx = gy @ (t * alpha)
+    ste = gy.t() @ x
+    s = gy.sum(0)[:, None].expand_as(w)
+    sgn = gy.t() @ torch.sign(x)
+    zero = torch.zeros_like(w)
+    if method in ("absmean", "absmedian", "twn"):
+        gw = ste
+    elif method == "tequila":
+        gw = ste + torch.where(dead, lam * s, zero)
+    elif method == "tequila_nomix":
+        gw = torch.where(dead, lam * s, ste)
+    elif minima_grad == "paper":
+        gw = torch.where(dead, eps * sgn, ste)
+    else:
+        gw = ste + torch.where(dead, sgn, zero)
+    return gx, gw
+
+
+def quant_inputs():
+    """x [T, in], w [out, in] on the 1/4096 grid with planted ties, grad_y [T, out] (all f32), per granularity."""
+    g = gen(QUANT_SEED)
+    T, I, O = QUANT_T, QUANT_IN, QUANT_OUT
+    x = randn(g, T, I)
+    for tok in range(T):  # exact zeros: sign(0) = 0 matters for minima
+        x[tok, 17 + 40 * tok] = 0.0
+        x[tok, 200 - 7 * tok] = 0.0
+    grad_y = randn(g, T, O, mean=2.0)  # column sums s_j ~ 12 so that lam * s_j is well above f32 noise
+    row_scale = torch.tensor([1.0, 0.6, 1.5, 0.8, 2.0, 1.2, 0.5, 1.0])
+    row_mean = torch.tensor([0.0, 0.3, -0.2, 0.0, 0.1, -0.4, 0.0, 0.2])
+    half_scale = torch.tensor([[1.0, 1.0], [1.0, 0.5], [0.7, 1.4], [1.0, 1.0],
+                               [1.3, 0.8], [1.0, 2.0], [0.6, 1.0], [1.0, 1.0]])
+    z = randn(g, O, I)
+    base = 0.02 * row_scale[:, None] * (z + row_mean[:, None]) * half_scale.repeat_interleave(QUANT_GROUP, 1)
+    k0 = torch.round(base.double() * QUANT_GRID).long()
+    ws = {}
+    for gran in QUANT_GRANULARITIES:
+        k = k0.clone()
+        kg = quant_groups(k, gran)  # a view into k
+        n = kg.shape[1]
+        for r in range(kg.shape[0]):
+            row = kg[r]
+            m = int(round(float(row.abs().sum()) / (2 * n)))  # the target Delta, in grid units
+            # plant the ties +m and -m at two entries per output row of this group (tensor: 2 per row)
+            rows_here = range(O) if gran == "tensor" else [0]
+            for j in rows_here:
+                off = j * I if gran == "tensor" else 0
+                row[off + 5 + 3 * j] = m
+                row[off + 9 + 3 * j] = -m
+            protect = set()
+            for j in rows_here:
+                off = j * I if gran == "tensor" else 0
+                protect |= {off + 5 + 3 * j, off + 9 + 3 * j}
+            delta = 2 * n * m - int(row.abs().sum())  # make sum |k| = 2 n m exactly: Delta = m units
+            step = 1 if delta > 0 else -1
+            idx = [i for i in range(n) if i not in protect and abs(int(row[i])) > m + 3]
+            c = 0
+            while delta != 0:
+                i = idx[c % len(idx)]
+                c += 1
+                if step < 0 and abs(int(row[i])) <= m + 3:
+                    continue
+                row[i] += step if row[i] > 0 else -step
+                delta -= step
+            assert int(row.abs().sum()) == 2 * n * m
+        w = (k.double() / QUANT_GRID).float()
+        assert torch.equal(w.double() * QUANT_GRID, k.double())
+        ws[gran] = w
+    return x, ws, grad_y
+
+
+def tol_excess(a, b, tol):
+    """Largest |a - b| / (atol + rtol |b|): > 1 means the C++ tolerance would catch the difference."""
+    rtol, atol = tol
+    a, b = a.detach().double(), b.detach().double()
+    return float(((a - b).abs() / (atol + rtol * b.abs())).max())
+
+
+def case_quant(stem, method, minima_grad, gran, inputs):
+    x, ws, grad_y = inputs
+    w = ws[gran]
+    name = "quant_%s_%s" % (stem, gran)
+    xd, wd = up(x), up(w)
+    y = quant_linear_ref(xd, wd, method, gran, minima_grad)
+    gx, gw = vjp(y, grad_y, [xd, wd])
+    ex_gx, ex_gw = quant_explicit_grads(xd, wd, grad_y, method, gran, minima_grad)
+    assert max_abs(gx, ex_gx) < 1e-12 and max_abs(gw, ex_gw) < 1e-12, (name, max_abs(gw, ex_gw))
+    quantizer = method if method in ("absmean", "absmedian", "twn") else "absmean"
+    t, alpha_el, alpha_rows = quant_ternary(wd, quantizer, gran)
+    dead = t == 0
+    # exact ties (|w| == Delta) and near ties: the grid makes every comparison exact in f32 as well
+    a = quant_groups(wd.detach().abs(), gran)
+    if quantizer == "absmean":
+        delta = a.mean(-1, keepdim=True) / 2
+    elif quantizer == "absmedian":
+        delta = quant_median(a).unsqueeze(-1) / 2
+    else:
+        delta = 0.75 * a.mean(-1, keepdim=True)
+    n_ties = int((a == delta).sum())
+    if quantizer == "absmean":
+        planted = 2 * (QUANT_OUT * QUANT_IN // QUANT_GROUP if gran == "group" else QUANT_OUT)
+        assert n_ties >= planted, (name, n_ties, planted)  # planted ones, plus any |k| == m by chance
+    print("    %s: dead %.1f%%, exact ties |w| == Delta: %d" % (name, 100.0 * float(dead.double().mean()), n_ties))
+    TY, TG = QUANT_Y_TOL, QUANT_GRAD_TOL
+    if method == "absmean":
+        y_ex = quant_linear_ref(xd, wd, method, gran, inclusive=False)
+        sensitivity(name, "exclusive thresholds (w > Delta): y, tol units", tol_excess(y_ex, y, TY), 10.0)
+        sensitivity(name, "  ... codes changed", float(((quant_ternary(wd, "absmean", gran, inclusive=False)[0]
+                                                         - t) != 0).sum()), 1.0)
+    if method == "absmedian":
+        t_lo = quant_ternary(wd, "absmedian", gran, lower_median=True)[0]
+        y_lo = quant_linear_ref(xd, wd, method, gran, lower_median=True)
+        # not asserted: on the grid the two middle values often coincide (then both conventions agree)
+        print("    %s: lower median (torch.median) instead: %d codes change, y moves %.3e tol units"
+              % (name, int((t_lo != t).sum()), tol_excess(y_lo, y, TY)))
+    if method == "tequila":
+        (gw0,) = vjp(quant_linear_ref(xd, wd, "absmean", gran), grad_y, [wd])
+        sensitivity(name, "no lam*s_j on dead (absmean): grad_w, tol units", tol_excess(gw0, gw, TG), 10.0)
+        print("    %-22s %-48s max|diff| = %.3e" % (name, "  ... grad_w max|diff|", max_abs(gw0, gw)))
+        y0 = quant_linear_ref(xd, wd, "absmean", gran)
+        sensitivity(name, "bias c dropped: y, tol units", tol_excess(y0, y, TY), 1.0)
+        (gwn,) = vjp(quant_linear_ref(xd, wd, "tequila_nomix", gran), grad_y, [wd])
+        sensitivity(name, "no mixed gradient (nomix): grad_w, tol units", tol_excess(gwn, gw, TG), 10.0)
+        for other in QUANT_GRANULARITIES:
+            if other != gran:
+                yo = quant_linear_ref(xd, wd, "tequila", other)
+                sensitivity(name, "granularity %s instead: y, tol units" % other, tol_excess(yo, y, TY), 10.0)
+    if method == "minima":
+        x1 = xd.detach().clone()
+        x1[x1 == 0] = 1.0  # sign(0) read as +1: only the sign term sees it
+        y_s0 = quant_linear_ref(xd, wd, method, gran, minima_grad) - torch.matmul(torch.sign(xd.detach()), (
+            QUANT_EPS * torch.where(wd.detach() >= 0, 1.0, -1.0) * dead.double()).t()) + torch.matmul(
+            torch.sign(x1), (QUANT_EPS * torch.where(wd.detach() >= 0, 1.0, -1.0) * dead.double()).t())
+        sensitivity(name, "sign(0) = +1: y, tol units", tol_excess(y_s0, y, TY), 1.0)
+        other = "code" if minima_grad == "paper" else "paper"
+        (gwo,) = vjp(quant_linear_ref(xd, wd, method, gran, other), grad_y, [wd])
+        sensitivity(name, "minima_grad %s instead: grad_w, tol units" % other, tol_excess(gwo, gw, TG), 10.0)
+        y0 = quant_linear_ref(xd, wd, "absmean", gran)
+        sensitivity(name, "eps term dropped: y, tol units", tol_excess(y0, y, TY), 10.0)
+    tensors = [("x", x), ("w", w), ("grad_y", grad_y), ("y", y), ("grad_x", gx), ("grad_w", gw),
+               ("codes", t.to(torch.int8)), ("alpha", alpha_rows)]
+    if method in ("tequila", "tequila_nomix"):
+        tensors.append(("bias", QUANT_LAMBDA * (wd.detach() * dead.double()).sum(1)))
+    desc = (
+        "ternary QuantLinear y = x @ (codes * alpha)^T (+ bias c_j = lambda * sum of dead w_ji for tequila*, "
+        "+ sign(x) @ B^T for minima), x [T,in], w [out,in] (latent), grads of sum(y*grad_y) w.r.t. x and w; "
+        "codes I8 [out,in]; alpha F64 [out, groups per row] (tensor: the one alpha repeated per row); "
+        "thresholds inclusive (t = +1 if w >= Delta, -1 if w <= -Delta); w on a 1/4096 grid with planted ties"
+    )
+    md = meta("quant_linear", desc, method=method, granularity=gran, group_size=QUANT_GROUP,
+              **{"lambda": QUANT_LAMBDA}, eps=QUANT_EPS, minima_grad=minima_grad or "paper",
+              median=QUANT_MEDIAN, n_dead=int(dead.sum()), n_ties=n_ties, seed=QUANT_SEED)
+    return name, tensors, md
+
+
+def quant_cases():
+    cache = {}
+
+    def inputs():
+        if "v" not in cache:
+            cache["v"] = quant_inputs()
+        return cache["v"]
+
+    out = []
+    for stem, method, mg in QUANT_METHODS:
+        for gran in QUANT_GRANULARITIES:
+            out.append(lambda s=stem, m=method, g_=mg, gr=gran: case_quant(s, m, g_, gr, inputs()))
+    return out
+
+
+CASES += quant_cases()
 
 
 # --------------------------------------------------------------------------------------------------
