@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "infer/perplexity.h"
 #include "nn/llama.h"
+#include "quant/quant.h"
 
 using namespace tq;
 using namespace tq::autograd;
@@ -64,50 +65,56 @@ int main(int argc, char** argv) {
     nn::LlamaForCausalLM model(c);
     Rng rng(seed);
     model.init_weights(rng, 0.1);
-    std::vector<autograd::Var> params;
-    for (const auto& [name, p] : model.named_parameters()) params.push_back(p);
     spdlog::info("tqdemo: {} parameters, vocab {}, {} layers, cpu {} ({}), {} threads", model.num_parameters(),
                  c.vocab_size, c.num_hidden_layers, cpu_model_name(), cpu_target_name(cpu_target()), num_threads());
 
-    // Adam state (a stand-in until train/ has AdamW).
-    std::vector<std::vector<double>> m1(params.size()), m2(params.size());
-    for (size_t i = 0; i < params.size(); ++i) {
-      m1[i].assign(static_cast<size_t>(params[i].numel()), 0.0);
-      m2[i].assign(static_cast<size_t>(params[i].numel()), 0.0);
-    }
+    // Adam (a stand-in until train/ has AdamW) over the model's current parameters.
     const int64_t n_windows = static_cast<int64_t>(text.size()) - T - 1;
-    double first_loss = 0, last_loss = 0;
-    for (int step = 1; step <= steps; ++step) {
-      Tensor ids = Tensor::empty({B, T}, DType::i32), tgt = Tensor::empty({B, T}, DType::i32);
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t start = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n_windows)));
-        for (int64_t t = 0; t < T; ++t) {
-          ids.data<int32_t>()[b * T + t] = to_id[text[static_cast<size_t>(start + t)]];
-          tgt.data<int32_t>()[b * T + t] = to_id[text[static_cast<size_t>(start + t + 1)]];
-        }
-      }
-      Tape tape;
-      RecordScope rec(tape);
-      const Var loss = model.loss(ids, tgt);
-      tape.backward(loss);
-      const double lr = 3e-3 * std::min(1.0, step / 20.0), b1 = 0.9, b2 = 0.99;
+    auto train = [&](nn::LlamaForCausalLM& model_, int n_steps, double peak_lr, const char* phase) {
+      const nn::LlamaForCausalLM& m = model_;
+      std::vector<autograd::Var> params;
+      for (const auto& [name, p] : m.named_parameters()) params.push_back(p);
+      std::vector<std::vector<double>> m1(params.size()), m2(params.size());
       for (size_t i = 0; i < params.size(); ++i) {
-        float* w = params[i].value().data<float>();
-        const float* g = params[i].grad().data<float>();
-        for (int64_t j = 0; j < params[i].numel(); ++j) {
-          double& a = m1[i][static_cast<size_t>(j)];
-          double& v = m2[i][static_cast<size_t>(j)];
-          a = b1 * a + (1 - b1) * g[j];
-          v = b2 * v + (1 - b2) * g[j] * g[j];
-          const double ah = a / (1 - std::pow(b1, step)), vh = v / (1 - std::pow(b2, step));
-          w[j] -= static_cast<float>(lr * ah / (std::sqrt(vh) + 1e-8));
-        }
-        params[i].zero_grad();
+        m1[i].assign(static_cast<size_t>(params[i].numel()), 0.0);
+        m2[i].assign(static_cast<size_t>(params[i].numel()), 0.0);
       }
-      last_loss = loss.value().item();
-      if (step == 1) first_loss = last_loss;
-      if (step == 1 || step % 25 == 0 || step == steps) spdlog::info("step {:4d}  loss {:.4f}", step, last_loss);
-    }
+      double first_loss = 0, last_loss = 0;
+      for (int step = 1; step <= n_steps; ++step) {
+        Tensor ids = Tensor::empty({B, T}, DType::i32), tgt = Tensor::empty({B, T}, DType::i32);
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t start = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n_windows)));
+          for (int64_t t = 0; t < T; ++t) {
+            ids.data<int32_t>()[b * T + t] = to_id[text[static_cast<size_t>(start + t)]];
+            tgt.data<int32_t>()[b * T + t] = to_id[text[static_cast<size_t>(start + t + 1)]];
+          }
+        }
+        Tape tape;
+        RecordScope rec(tape);
+        const Var loss = m.loss(ids, tgt);
+        tape.backward(loss);
+        const double lr = peak_lr * std::min(1.0, step / 20.0), b1 = 0.9, b2 = 0.99;
+        for (size_t i = 0; i < params.size(); ++i) {
+          float* w = params[i].value().data<float>();
+          const float* g = params[i].grad().data<float>();
+          for (int64_t j = 0; j < params[i].numel(); ++j) {
+            double& a = m1[i][static_cast<size_t>(j)];
+            double& v = m2[i][static_cast<size_t>(j)];
+            a = b1 * a + (1 - b1) * g[j];
+            v = b2 * v + (1 - b2) * g[j] * g[j];
+            const double ah = a / (1 - std::pow(b1, step)), vh = v / (1 - std::pow(b2, step));
+            w[j] -= static_cast<float>(lr * ah / (std::sqrt(vh) + 1e-8));
+          }
+          params[i].zero_grad();
+        }
+        last_loss = loss.value().item();
+        if (step == 1) first_loss = last_loss;
+        if (step == 1 || step % 25 == 0 || step == n_steps) spdlog::info("{} step {:4d}  loss {:.4f}", phase, step, last_loss);
+      }
+
+    return std::make_pair(first_loss, last_loss);
+    };
+    const auto [first_loss, last_loss] = train(model, steps, 3e-3, "fp32");
 
     // Save as an HF-layout checkpoint, load it back, and use the reloaded model from here on.
     nn::save_llama(model, out_dir);
@@ -118,7 +125,20 @@ int main(int argc, char** argv) {
     spdlog::info("saved {} and reloaded it: perplexity of the training text {:.3f} over {} tokens", out_dir,
                  ppl.ppl, ppl.tokens);
 
-    // Greedy generation (full recompute per token; the KV-cache engine arrives with tqinfer).
+    // Tequila QAT: swap the seven projections for ternary QuantLinear layers and keep training.
+    quant::QuantConfig qc;
+    qc.method = "tequila";
+    qc.group_size = 64;  // hidden 64: every quantized input width is a multiple of 64
+    const int64_t swapped = quant::quantize_model(*reloaded, qc);
+    const infer::PerplexityResult ppl_q0 = infer::perplexity(*reloaded, all, T);
+    const auto [q_first, q_last] = train(*reloaded, std::max(1, steps / 2), 1e-3, "tequila");
+    const infer::PerplexityResult ppl_q = infer::perplexity(*reloaded, all, T);
+    spdlog::info("tequila QAT ({} ternary linears, group {}, lambda {}): perplexity {:.3f} right after "
+                 "quantization, {:.3f} after {} QAT steps (loss {:.4f} -> {:.4f})", swapped, qc.group_size,
+                 qc.lambda, ppl_q0.ppl, ppl_q.ppl, std::max(1, steps / 2), q_first, q_last);
+
+    // Greedy generation with the ternary model (full recompute per token; the KV-cache engine arrives
+    // with tqinfer).
     std::string out = "It is a truth";
     NoGradGuard no_grad;
     for (int i = 0; i < 120; ++i) {
@@ -134,7 +154,9 @@ int main(int argc, char** argv) {
       out += to_char[static_cast<size_t>(best)];
     }
     std::printf("generated: %s\n", out.c_str());
-    std::printf("loss fell from %.4f to %.4f over %d steps\n", first_loss, last_loss, steps);
+    std::printf("fp32: loss fell from %.4f to %.4f over %d steps; perplexity %.3f\n", first_loss, last_loss, steps,
+                ppl.ppl);
+    std::printf("tequila ternary: perplexity %.3f after quantization, %.3f after QAT\n", ppl_q0.ppl, ppl_q.ppl);
     if (!(last_loss < 0.5 * first_loss)) {
       spdlog::error("tqdemo: the loss did not fall by half — training is broken");
       return 1;
