@@ -7,13 +7,6 @@ namespace tq::autograd {
 
 namespace {
 
-// C[M, N] (+)= op(A) · op(B) for contiguous T buffers.
-template <class T>
-void mm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, const T* B, T beta, T* C) {
-  GemmShape s = gemm_shape(ta, tb, M, N, K);
-  gemm(s, T(1), A, B, beta, C);
-}
-
 // Column sums of g viewed as [rows, cols].
 Tensor col_sum(const Tensor& g, int64_t cols) {
   const int64_t rows = g.numel() / cols;
@@ -53,11 +46,11 @@ Var matmul(const Var& a, const Var& b) {
   dispatch_float(a.dtype(), "matmul", [&](auto tag) {
     using T = decltype(tag);
     if (shared_b) {
-      mm<T>(false, false, nb * M, N, K, ac.data<T>(), bc.data<T>(), T(0), y.data<T>());
+      gemm_contiguous<T>(false, false, nb * M, N, K, ac.data<T>(), bc.data<T>(), T(0), y.data<T>());
       return;
     }
     for (int64_t i = 0; i < nb; ++i)
-      mm<T>(false, false, M, N, K, ac.data<T>() + i * M * K, bc.data<T>() + i * K * N, T(0),
+      gemm_contiguous<T>(false, false, M, N, K, ac.data<T>() + i * M * K, bc.data<T>() + i * K * N, T(0),
             y.data<T>() + i * M * N);
   });
   return make_result("matmul", std::move(y), {a, b}, [a, b, ac, bc, nb, M, N, K, shared_b](const Tensor& g) {
@@ -67,15 +60,15 @@ Var matmul(const Var& a, const Var& b) {
       using T = decltype(tag);
       const T* gp = g.data<T>();
       if (shared_b) {
-        if (ga.defined()) mm<T>(false, true, nb * M, K, N, gp, bc.data<T>(), T(0), ga.data<T>());  // dA = G·Bᵀ
-        if (gb.defined()) mm<T>(true, false, K, N, nb * M, ac.data<T>(), gp, T(0), gb.data<T>());  // dB = Aᵀ·G
+        if (ga.defined()) gemm_contiguous<T>(false, true, nb * M, K, N, gp, bc.data<T>(), T(0), ga.data<T>());  // dA = G·Bᵀ
+        if (gb.defined()) gemm_contiguous<T>(true, false, K, N, nb * M, ac.data<T>(), gp, T(0), gb.data<T>());  // dB = Aᵀ·G
         return;
       }
       for (int64_t i = 0; i < nb; ++i) {
         if (ga.defined())
-          mm<T>(false, true, M, K, N, gp + i * M * N, bc.data<T>() + i * K * N, T(0), ga.data<T>() + i * M * K);
+          gemm_contiguous<T>(false, true, M, K, N, gp + i * M * N, bc.data<T>() + i * K * N, T(0), ga.data<T>() + i * M * K);
         if (gb.defined())
-          mm<T>(true, false, K, N, M, ac.data<T>() + i * M * K, gp + i * M * N, T(0), gb.data<T>() + i * K * N);
+          gemm_contiguous<T>(true, false, K, N, M, ac.data<T>() + i * M * K, gp + i * M * N, T(0), gb.data<T>() + i * K * N);
       }
     });
     if (ga.defined()) accumulate_grad(a, ga);
@@ -100,7 +93,7 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
   dispatch_float(x.dtype(), "linear", [&](auto tag) {
     using T = decltype(tag);
     T* yp = y.data<T>();
-    mm<T>(false, true, rows, out, in, xc.data<T>(), wc.data<T>(), T(0), yp);  // Y = X·Wᵀ
+    gemm_contiguous<T>(false, true, rows, out, in, xc.data<T>(), wc.data<T>(), T(0), yp);  // Y = X·Wᵀ
     if (bias.defined()) {
       const Tensor bc = bias.value().contiguous();
       const T* bp = bc.data<T>();
@@ -115,12 +108,12 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
       using T = decltype(tag);
       if (x.requires_grad()) {
         Tensor gx = Tensor::empty(x.shape(), x.dtype());
-        mm<T>(false, false, rows, in, out, g.data<T>(), wc.data<T>(), T(0), gx.data<T>());  // dX = G·W
+        gemm_contiguous<T>(false, false, rows, in, out, g.data<T>(), wc.data<T>(), T(0), gx.data<T>());  // dX = G·W
         accumulate_grad(x, gx);
       }
       if (weight.requires_grad()) {
         Tensor gw = Tensor::empty(weight.shape(), weight.dtype());
-        mm<T>(true, false, out, in, rows, g.data<T>(), xc.data<T>(), T(0), gw.data<T>());  // dW = Gᵀ·X
+        gemm_contiguous<T>(true, false, out, in, rows, g.data<T>(), xc.data<T>(), T(0), gw.data<T>());  // dW = Gᵀ·X
         accumulate_grad(weight, gw);
       }
     });

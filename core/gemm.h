@@ -37,6 +37,13 @@ void gemm_bf16_ref(const GemmShape& s, float alpha, const uint16_t* A, const uin
 // Convenience: contiguous operands (lda/ldb/ldc = natural row lengths).
 GemmShape gemm_shape(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
 
+// Contiguous operands, alpha = 1: C[M, N] = op(A)·op(B) + beta·C (float or double).
+template <class T>
+void gemm_contiguous(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A,
+                     const T* B, T beta, T* C) {
+  gemm(gemm_shape(trans_a, trans_b, M, N, K), T(1), A, B, beta, C);
+}
+
 // Number of oneDNN primitives currently cached (for tests and diagnostics).
 int64_t gemm_cache_size();
 void gemm_cache_clear();

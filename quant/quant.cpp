@@ -171,11 +171,6 @@ void check_group(const char* who, Granularity g, int64_t in, int64_t group_size)
            who, in, group_size);
 }
 
-template <class T>
-void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, const T* B, T beta, T* C) {
-  gemm(gemm_shape(ta, tb, M, N, K), T(1), A, B, beta, C);
-}
-
 }  // namespace
 
 Granularity parse_granularity(const std::string& s) {
@@ -333,7 +328,7 @@ Var quant_linear(const Var& x, const Var& weight, const QuantConfig& cfg, Tensor
     if (has_bias) o.bias = bias.data<T>();
     quantize_pass<T>(wc.data<T>(), out, in, q, cfg.granularity, cfg.group_size, lambda, o);
     T* yp = y.data<T>();
-    gemm_t<T>(false, true, rows, out, in, xc.data<T>(), deq.data<T>(), T(0), yp);  // Y = X·Aᵀ
+    gemm_contiguous<T>(false, true, rows, out, in, xc.data<T>(), deq.data<T>(), T(0), yp);  // Y = X·Aᵀ
     if (has_bias) {
       const T* c = bias.data<T>();
       parallel_for(rows, 16, [&](int64_t b, int64_t e) {
@@ -356,7 +351,7 @@ Var quant_linear(const Var& x, const Var& weight, const QuantConfig& cfg, Tensor
       parallel_for(out * in, 4096, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) bp[i] = ap[i] != T(0) ? T(0) : (wp[i] >= T(0) ? te : -te);
       });
-      gemm_t<T>(false, true, rows, out, in, sp, bp, T(1), yp);
+      gemm_contiguous<T>(false, true, rows, out, in, sp, bp, T(1), yp);
     }
   });
 
@@ -368,14 +363,14 @@ Var quant_linear(const Var& x, const Var& weight, const QuantConfig& cfg, Tensor
           const T* gp = g.data<T>();
           if (x.requires_grad()) {
             Tensor gx = Tensor::empty(x.shape(), x.dtype());
-            gemm_t<T>(false, false, rows, in, out, gp, deq.data<T>(), T(0), gx.data<T>());  // dX = G·A
+            gemm_contiguous<T>(false, false, rows, in, out, gp, deq.data<T>(), T(0), gx.data<T>());  // dX = G·A
             autograd::accumulate_grad(x, gx);
           }
           if (!weight.requires_grad()) return;
           Tensor gw = Tensor::empty({out, in}, weight.dtype());
           T* gwp = gw.data<T>();
           const T* ap = deq.data<T>();  // dead ⇔ ap == 0
-          gemm_t<T>(true, false, out, in, rows, gp, xc.data<T>(), T(0), gwp);  // dW = Gᵀ·X
+          gemm_contiguous<T>(true, false, out, in, rows, gp, xc.data<T>(), T(0), gwp);  // dW = Gᵀ·X
           if (method == Method::tequila || method == Method::tequila_nomix) {
             // s_j = Σ_t G_tj; dead entries get λ·s_j (added to, or in place of, the STE term).
             std::vector<double> s(static_cast<size_t>(out), 0.0);
@@ -402,7 +397,7 @@ Var quant_linear(const Var& x, const Var& weight, const QuantConfig& cfg, Tensor
             // M = Gᵀ·sign(X); paper: dead ← ε·M (no STE term); code: dead += M.
             Tensor m = Tensor::empty({out, in}, weight.dtype());
             T* mp = m.data<T>();
-            gemm_t<T>(true, false, out, in, rows, gp, sx.data<T>(), T(0), mp);
+            gemm_contiguous<T>(true, false, out, in, rows, gp, sx.data<T>(), T(0), mp);
             const T te = static_cast<T>(eps);
             parallel_for(out * in, 4096, [&](int64_t b, int64_t e) {
               for (int64_t i = b; i < e; ++i) {
