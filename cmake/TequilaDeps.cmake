@@ -12,3 +12,8 @@ endif()
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+
+# MPI is optional: with it tqtrain all-reduces gradients across ranks; without it the same API runs
+# one process (train/distributed.h).
+find_package(MPI COMPONENTS CXX QUIET)
+find_package(PNG QUIET)

@@ -4,7 +4,10 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(TQ_PUBLIC_DEPS OpenMP::OpenMP_CXX Threads::Threads spdlog::spdlog nlohmann_json::nlohmann_json)
-set(TQ_PRIVATE_DEPS Eigen3::Eigen DNNL::dnnl PkgConfig::PCRE2 PkgConfig::SENTENCEPIECE)
+set(TQ_PRIVATE_DEPS Eigen3::Eigen DNNL::dnnl PkgConfig::PCRE2 PkgConfig::SENTENCEPIECE yaml-cpp)
+if(MPI_CXX_FOUND)
+  list(APPEND TQ_PUBLIC_DEPS MPI::MPI_CXX)
+endif()
 
 add_library(tequila SHARED $<TARGET_OBJECTS:tequila_obj>)
 add_library(tequila_static STATIC $<TARGET_OBJECTS:tequila_obj>)

@@ -11,6 +11,9 @@ pkgs=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev doctest-dev
   libpcre2-dev libsentencepiece-dev sentencepiece  # tokenizers (data/)
   libcli11-dev  # command lines of the apps
+  libopenmpi-dev openmpi-bin  # tqtrain data parallelism across processes (train/)
+  libpng-dev  # tqplot writes metric plots as PNG
+  bible-kjv diatheke sword-text-web  # training corpora (scripts/fetch-corpora.sh)
 )
 if [[ "${1:-}" == "--torch" ]]; then
   pkgs+=(python3-torch python3-numpy)
