@@ -103,27 +103,28 @@ void AdamW::load_state(const std::vector<std::pair<std::string, Tensor>>& tensor
   std::string problems;
   if (steps.size() != params_.size())
     problems += fmt::format("\n  {} step counts for {} parameters", steps.size(), params_.size());
-  for (size_t i = 0; i < params_.size(); ++i) {
+  std::vector<Tensor> found;  // exp_avg, exp_avg_sq per parameter, in order
+  for (const auto& [name, p] : params_) {
     for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
-      const std::string key = params_[i].first + suffix;
+      const std::string key = name + suffix;
       auto it = by_name.find(key);
       if (it == by_name.end()) {
         problems += fmt::format("\n  missing '{}'", key);
-      } else if (it->second.shape() != params_[i].second.value().shape()) {
-        problems += fmt::format("\n  '{}' has shape {}, expected {}", key,
-                                shape_str(it->second.shape()),
-                                shape_str(params_[i].second.value().shape()));
+        continue;
       }
-      if (it != by_name.end()) by_name.erase(it);
+      if (it->second.shape() != p.value().shape())
+        problems += fmt::format("\n  '{}' has shape {}, expected {}", key,
+                                shape_str(it->second.shape()), shape_str(p.value().shape()));
+      found.push_back(it->second);
+      by_name.erase(it);
     }
   }
   for (const auto& [key, t] : by_name) problems += fmt::format("\n  unexpected '{}'", key);
   TQ_CHECK(problems.empty(), "[AdamW] optimizer state in {} does not match the model:{}", source,
            problems);
-  std::map<std::string, Tensor> lookup(tensors.begin(), tensors.end());
   for (size_t i = 0; i < params_.size(); ++i) {
-    exp_avg_[i].copy_from(lookup.at(params_[i].first + ".exp_avg"));
-    exp_avg_sq_[i].copy_from(lookup.at(params_[i].first + ".exp_avg_sq"));
+    exp_avg_[i].copy_from(found[2 * i]);
+    exp_avg_sq_[i].copy_from(found[2 * i + 1]);
     steps_[i] = steps[i];
   }
 }
