@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -361,5 +363,30 @@ TEST_CASE("loader: destruction while the producer is blocked or running is clean
     { TokenLoader l(c.tok, o, "t"); }
     TokenLoader l(c.tok, o, "t");
     tq::test::read_windows(l, 2);
+  }
+}
+
+TEST_CASE("loader: throughput on an installed corpus (set TQ_BENCH_CORPUS, TQ_BENCH_TOKENIZER)") {
+  const char* corpus = std::getenv("TQ_BENCH_CORPUS");      // e.g. 'data-cache/corpora/brown/train/*.txt'
+  const char* tok_path = std::getenv("TQ_BENCH_TOKENIZER");  // a .model / tokenizer.json / dir
+  if (corpus == nullptr || tok_path == nullptr) {
+    MESSAGE("skipped: set TQ_BENCH_CORPUS and TQ_BENCH_TOKENIZER to measure");
+    return;
+  }
+  std::shared_ptr<const tq::data::Tokenizer> tok = tq::data::load_tokenizer(tok_path);
+  LoaderOptions o;
+  o.sources = {corpus};
+  o.seq_len = 256;
+  const int64_t B = 16, steps = 200;
+  for (bool shuffle : {false, true}) {
+    o.shuffle = shuffle;
+    const auto t0 = std::chrono::steady_clock::now();
+    TokenLoader loader(tok, o, "bench");
+    tq::Tensor ids, targets;
+    for (int64_t i = 0; i < steps; ++i) loader.next_batch(B, ids, targets);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("shuffle " << shuffle << ": " << steps * B * o.seq_len << " tokens in " << s << " s = "
+                       << static_cast<double>(steps * B * o.seq_len) / s << " tokens/s (B " << B
+                       << ", seq_len 256, from construction)");
   }
 }
