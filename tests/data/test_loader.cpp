@@ -230,6 +230,15 @@ TEST_CASE("loader: txt (paragraph), jsonl and txt_document=line give the same st
   TokenLoader l(tok, o, "t");
   const auto ref_lines = tq::test::reference_windows(tq::test::reference_stream(one_line_docs), 9);
   CHECK(tq::test::read_windows(l, static_cast<int64_t>(ref_lines.size())) == ref_lines);
+  // txt_document=file: each file is one document, inner blank lines kept, trailing ones dropped.
+  tq::test::write_text(dir.file("f1.txt"), "\n\nfirst para\n\n\nsecond\n\n");
+  tq::test::write_text(dir.file("f2.txt"), "other file");
+  o.sources = {dir.file("f*.txt")};
+  o.txt_document = "file";
+  TokenLoader whole(tok, o, "t");
+  const auto ref_file = tq::test::reference_windows(
+      tq::test::reference_stream({"first para\n\n\nsecond", "other file"}), 9);
+  CHECK(tq::test::read_windows(whole, static_cast<int64_t>(ref_file.size())) == ref_file);
   // A tokenizer without BOS/EOS: documents are joined bare.
   o.sources = {dir.file("a.txt")};
   o.txt_document = "paragraph";
