@@ -411,3 +411,19 @@ TEST_CASE("TQ_KERNEL resolution") {
   CHECK(msg.find("TQ_KERNEL") != std::string::npos);
   CHECK(best_isa() == resolve_kernel_isa(std::getenv("TQ_KERNEL")));
 }
+
+TEST_CASE("packed tensors at unaligned offsets (as in a mapped file) give the same result") {
+  Rng rng = make_rng(8);
+  const int64_t rows = 40, cols = 384, T = 5;
+  const PackedTernary w = random_packed(rows, cols, rng);
+  const QuantizedActs x = random_acts(T, cols, ActScale::per_group, rng);
+  PackedTernary u = w;
+  Tensor raw = Tensor::zeros({w.codes.numel() + 1}, DType::u8);
+  u.codes = raw.slice(0, 1, w.codes.numel() + 1).view(w.codes.shape());
+  u.codes.copy_from(w.codes);
+  REQUIRE(reinterpret_cast<uintptr_t>(u.codes.raw_data()) % 2 == 1);
+  for (KernelIsa isa : available_isas()) {
+    CAPTURE(isa_name(isa));
+    CHECK(gemm(u, x, isa, rows) == gemm(w, x, KernelIsa::scalar, rows));
+  }
+}
