@@ -16,6 +16,7 @@ namespace tq::quant::detail {
 namespace {
 
 constexpr int64_t kChunkGroups = 64;  // α of 64 groups × 16 rows transposed on the stack (4 KiB)
+constexpr int64_t kTokenChunk = 64;   // prefill tokens per pass over the row blocks
 
 inline int32_t load_i32(const int8_t* p) {
   int32_t v;
@@ -101,22 +102,27 @@ void block_nt(const TernaryArgs& a, int64_t rb, int64_t t0, int64_t g0, int64_t 
 void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, int32_t* sums) {
   const int64_t G = a.cols / 128;
   alignas(64) float alpha[kChunkGroups * 16];
-  for (int64_t rb = r0 / 16; rb < r1 / 16; ++rb) {
-    if (sums == nullptr && 16 * rb >= a.rows) continue;  // only padding rows: nothing to write
-    for (int64_t g0 = 0; g0 < G; g0 += kChunkGroups) {
-      const int64_t ng = G - g0 < kChunkGroups ? G - g0 : kChunkGroups;
-      if (sums == nullptr) load_alpha(a, rb, g0, ng, alpha);
-      int64_t t0 = 0;
-      for (; t0 + 8 <= a.tokens; t0 += 8) block_nt<8>(a, rb, t0, g0, ng, alpha, y, ldy, sums);
-      switch (a.tokens - t0) {
-        case 7: block_nt<7>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 6: block_nt<6>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 5: block_nt<5>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 4: block_nt<4>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 3: block_nt<3>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 2: block_nt<2>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 1: block_nt<1>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        default: break;
+  // Prefill: the activations of kTokenChunk tokens stay in L2 while every row block passes over them
+  // (with all T tokens per row block, T·cols bytes would be re-read from L3 for each row block).
+  for (int64_t tc = 0; tc < a.tokens; tc += kTokenChunk) {
+    const int64_t te = a.tokens - tc < kTokenChunk ? a.tokens : tc + kTokenChunk;
+    for (int64_t rb = r0 / 16; rb < r1 / 16; ++rb) {
+      if (sums == nullptr && 16 * rb >= a.rows) continue;  // only padding rows: nothing to write
+      for (int64_t g0 = 0; g0 < G; g0 += kChunkGroups) {
+        const int64_t ng = G - g0 < kChunkGroups ? G - g0 : kChunkGroups;
+        if (sums == nullptr) load_alpha(a, rb, g0, ng, alpha);
+        int64_t t0 = tc;
+        for (; t0 + 8 <= te; t0 += 8) block_nt<8>(a, rb, t0, g0, ng, alpha, y, ldy, sums);
+        switch (te - t0) {
+          case 7: block_nt<7>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 6: block_nt<6>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 5: block_nt<5>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 4: block_nt<4>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 3: block_nt<3>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 2: block_nt<2>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 1: block_nt<1>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          default: break;
+        }
       }
     }
   }
