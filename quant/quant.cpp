@@ -21,7 +21,7 @@ using autograd::Var;
 
 namespace {
 
-enum class Method { none, ste, minima, tequila, tequila_nomix };
+enum class Method { none, ste, minima, tequila, tequila_nomix, lsq, seq };
 
 Method parse_method(const std::string& m) {
   if (m == "none") return Method::none;
@@ -29,8 +29,10 @@ Method parse_method(const std::string& m) {
   if (m == "minima") return Method::minima;
   if (m == "tequila") return Method::tequila;
   if (m == "tequila_nomix") return Method::tequila_nomix;
+  if (m == "lsq") return Method::lsq;
+  if (m == "seq") return Method::seq;
   TQ_THROW("[QuantConfig] unknown quant.method '{}' — hint: none | absmean | absmedian | twn | "
-           "minima | tequila | tequila_nomix",
+           "minima | tequila | tequila_nomix | lsq | seq",
            m);
 }
 
@@ -225,7 +227,17 @@ void QuantConfig::validate() const {
   TQ_CHECK(minima_grad == "paper" || minima_grad == "code",
            "[QuantConfig] unknown quant.minima_grad '{}' — hint: paper | code", minima_grad);
   for (const auto& l : layers) TQ_CHECK(!l.empty(), "[QuantConfig] quant.layers has an empty name");
+  TQ_CHECK(scale_grad == "row" || scale_grad == "tensor",
+           "[QuantConfig] unknown quant.scale_grad '{}' — hint: row | tensor", scale_grad);
+  if (method_is_learnable(method)) {
+    TQ_CHECK(granularity == Granularity::channel,
+             "[QuantConfig] quant.method {} learns one scale per output channel but quant.granularity is "
+             "{} — hint: set quant.granularity: channel",
+             method, granularity_name(granularity));
+  }
 }
+
+bool method_is_learnable(const std::string& method) { return method == "lsq" || method == "seq"; }
 
 TernaryView quantize_ternary(const Tensor& w, Quantizer q, Granularity g, int64_t group_size,
                              double lambda) {
@@ -296,6 +308,10 @@ Var quant_linear(const Var& x, const Var& weight, const QuantConfig& cfg, Tensor
   TQ_CHECK(x.dtype() == weight.dtype(), "[quant_linear] dtype mismatch {} vs {}", dtype_name(x.dtype()),
            dtype_name(weight.dtype()));
   if (method == Method::none) return autograd::linear(x, weight);
+  TQ_CHECK(method != Method::lsq && method != Method::seq,
+           "[quant_linear] method {} needs its learnable scale — hint: call quant_linear(x, weight, scale, cfg) "
+           "or use QuantLinear",
+           cfg.method);
   check_group("quant_linear", cfg.granularity, in, cfg.group_size);
   const Quantizer q = method_quantizer(cfg.method);
   const int64_t rows = x.numel() / in;
@@ -415,6 +431,19 @@ QuantLinear::QuantLinear(int64_t in_features, int64_t out_features, const QuantC
     : nn::Linear(in_features, out_features, /*bias=*/false), cfg_(cfg) {
   cfg_.validate();
   if (cfg_.method != "none") check_group("QuantLinear", cfg_.granularity, in_features, cfg_.group_size);
+  if (method_is_learnable(cfg_.method)) {
+    weight_scale_ = register_parameter(kScaleParamName,
+                                       autograd::Var::parameter(Tensor::zeros({out_features}), kScaleParamName));
+  }
+}
+
+void QuantLinear::init_weight_scale() {
+  if (weight_scale_.defined()) weight_scale_.set_value(learnable_scale_init(weight().value()));
+}
+
+void QuantLinear::init_parameters(Rng& rng, double stddev) {
+  nn::Linear::init_parameters(rng, stddev);
+  init_weight_scale();
 }
 
 std::shared_ptr<QuantLinear> QuantLinear::from_linear(const nn::Linear& linear, const QuantConfig& cfg) {
@@ -423,16 +452,19 @@ std::shared_ptr<QuantLinear> QuantLinear::from_linear(const nn::Linear& linear, 
            linear.out_features(), linear.in_features());
   auto q = std::make_shared<QuantLinear>(linear.in_features(), linear.out_features(), cfg);
   q->weight().impl()->value = linear.weight().value();  // share the storage, no copy
+  q->init_weight_scale();
   return q;
 }
 
 Var QuantLinear::forward(const Var& x) const {
   TQ_CHECK(x.dim() >= 1 && x.size(-1) == in_features(),
            "[QuantLinear] input {} does not end in in_features {}", shape_str(x.shape()), in_features());
+  if (weight_scale_.defined()) return quant_linear(x, weight(), weight_scale_, cfg_, &deq_workspace_);
   return quant_linear(x, weight(), cfg_, &deq_workspace_);
 }
 
 TernaryView QuantLinear::export_ternary() const {
+  if (weight_scale_.defined()) return quantize_learnable(weight().value(), weight_scale_.value(), cfg_.method);
   const bool has_bias = cfg_.method == "tequila" || cfg_.method == "tequila_nomix";
   return quantize_ternary(weight().value(), method_quantizer(cfg_.method), cfg_.granularity,
                           cfg_.group_size, has_bias ? cfg_.lambda : 0.0);
