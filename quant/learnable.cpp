@@ -105,6 +105,7 @@ TernaryView quantize_learnable(const Tensor& w, const Tensor& scale, const std::
   v.dead = Tensor::empty({out, in}, DType::u8);
   v.alpha = Tensor::empty({out, 1}, w.dtype());
   v.bias = Tensor::zeros({out}, w.dtype());
+  v.delta = Tensor::empty({out, 1}, w.dtype());
   dispatch_float(w.dtype(), "quantize_learnable", [&](auto tag) {
     using T = decltype(tag);
     const T* wp = wc.data<T>();
@@ -112,10 +113,12 @@ TernaryView quantize_learnable(const Tensor& w, const Tensor& scale, const std::
     int8_t* cp = v.codes.data<int8_t>();
     uint8_t* dp = v.dead.data<uint8_t>();
     T* ap = v.alpha.data<T>();
+    T* dlp = v.delta.data<T>();
     parallel_for(out, 8, [&](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; ++j) {
         const T a = floored(sp[j]);
         ap[j] = level_unit<T>(k) * a;
+        dlp[j] = k == Kind::lsq ? a / T(2) : a / T(3);
         for (int64_t i = 0; i < in; ++i) {
           const int t = code_of<T>(k, wp[j * in + i] / a);
           cp[j * in + i] = static_cast<int8_t>(t);

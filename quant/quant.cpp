@@ -96,6 +96,7 @@ struct QuantOut {
   T* deq = nullptr;          // [out, in] t∘α
   uint8_t* dead = nullptr;   // [out, in]
   T* bias = nullptr;         // [out] λ·Σ_dead w
+  T* delta = nullptr;        // like alpha: Δ per group
 };
 
 // Codes (and t∘α, the dead mask) of one group with α = a, Δ = d; returns Σ of its dead weights.
@@ -140,6 +141,7 @@ void quantize_pass(const T* w, int64_t out, int64_t in, Quantizer q, Granularity
     std::vector<T> buf;
     group_stats(w, out * in, q, buf, ta, td);
     if (o.alpha) o.alpha[0] = ta;
+    if (o.delta) o.delta[0] = td;
   }
   parallel_for(out, 8, [&](int64_t b, int64_t e) {
     std::vector<T> buf;
@@ -152,6 +154,7 @@ void quantize_pass(const T* w, int64_t out, int64_t in, Quantizer q, Granularity
         if (gran != Granularity::tensor) {
           group_stats(wg, G, q, buf, a, d);
           if (o.alpha) o.alpha[j * ng + g] = a;
+          if (o.delta) o.delta[j * ng + g] = d;
         }
         const int64_t base = j * in + g * G;
         if (o.codes == nullptr)  // training: t∘α only (the dead mask is t∘α == 0)
@@ -256,6 +259,7 @@ TernaryView quantize_ternary(const Tensor& w, Quantizer q, Granularity g, int64_
   v.alpha = g == Granularity::tensor ? Tensor::empty({1, 1}, w.dtype())
                                      : Tensor::empty({out, n_groups_of(g, in, group_size)}, w.dtype());
   v.bias = Tensor::empty({out}, w.dtype());
+  v.delta = Tensor::empty(v.alpha.shape(), w.dtype());
   dispatch_float(w.dtype(), "quantize_ternary", [&](auto tag) {
     using T = decltype(tag);
     QuantOut<T> o;
@@ -263,6 +267,7 @@ TernaryView quantize_ternary(const Tensor& w, Quantizer q, Granularity g, int64_
     o.alpha = v.alpha.data<T>();
     o.dead = v.dead.data<uint8_t>();
     o.bias = v.bias.data<T>();
+    o.delta = v.delta.data<T>();
     quantize_pass<T>(wc.data<T>(), out, in, q, g, group_size, lambda, o);
   });
   return v;

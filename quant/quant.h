@@ -29,8 +29,10 @@ enum class Quantizer { absmean, absmedian, twn };
 // Result of quantizing W [out, in]: codes t ∈ {-1, 0, 1} (i8 [out, in]); alpha [out, n_groups]
 // (group: in / G groups; channel: 1; tensor: [1, 1]); dead u8 [out, in] (1 where t == 0);
 // bias [out] = lambda · Σ_{dead i} W[j, i] (c_j). alpha and bias have W's dtype (f32 or f64).
+// delta has alpha's shape: the threshold Δ of each group (|w| ≥ Δ is active; lsq α/2, seq α/3).
 struct TernaryView {
   Tensor codes, alpha, dead, bias;
+  Tensor delta;
   Granularity granularity = Granularity::group;
   int64_t group_size = 0;  // elements per group along `in` (channel: in; tensor: in as well)
 };
@@ -68,8 +70,8 @@ inline constexpr double kScaleFloor = 1e-5;
 // The initial learnable scale: max|w| of every row of w [out, in] -> [out], w's dtype.
 Tensor learnable_scale_init(const Tensor& w /*[out, in]*/);
 // The deployment view of a learnable method: codes t ∈ {-1,0,1}, alpha [out, 1] the ternary scale
-// (lsq: max(α, floor); seq: max(α, floor)·2/3), dead = (t == 0), bias zeros [out]; granularity
-// channel. scale is [out] (or [out, 1]) of w's dtype.
+// (lsq: max(α, floor); seq: max(α, floor)·2/3), dead = (t == 0), bias zeros [out], delta [out, 1]
+// the dead-zone edge (lsq α/2, seq α/3; exact ties round to 0); granularity channel. scale is [out] (or [out, 1]) of w's dtype.
 TernaryView quantize_learnable(const Tensor& w /*[out, in]*/, const Tensor& scale /*[out]*/,
                                const std::string& method);
 
