@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autograd/tape.h"
+#include "nn/llama.h"
 #include "quant/diagnostics.h"
 #include "quant/quant.h"
 #include "tests/test_util.h"
@@ -281,4 +282,58 @@ TEST_CASE("DeadZoneMonitor cost: measure() on a 1B-shaped layer vs one QAT step 
   MESSAGE("measure() per [8192, 2048] layer: " << t_measure * 1e3 << " ms; one tequila fwd+bwd at T = 512: "
                                                << t_step * 1e3 << " ms; ratio " << t_measure / t_step);
   CHECK(m["q_proj"]["escapes"] == 0);
+}
+
+TEST_CASE("DeadZoneMonitor on a tiny LLaMA while it trains: all seven layer types, flips appear") {
+  nn::LlamaConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.tie_word_embeddings = true;
+  nn::LlamaForCausalLM m(c);
+  Rng rng = make_rng(35);
+  m.init_weights(rng, 0.05);
+  QuantConfig cfg;
+  cfg.group_size = 32;
+  REQUIRE(quantize_model(m, cfg) == 14);
+  Tensor ids = Tensor::empty({2, 12}, DType::i32), targets = Tensor::empty({2, 12}, DType::i32);
+  for (int64_t i = 0; i < 24; ++i) {
+    ids.data<int32_t>()[i] = static_cast<int32_t>(rng.below(40));
+    targets.data<int32_t>()[i] = static_cast<int32_t>(rng.below(40));
+  }
+  DeadZoneMonitor mon;
+  Json last;
+  int64_t flips = 0;
+  for (int step = 0; step < 4; ++step) {
+    last = mon.measure(m, step);
+    if (step > 0) flips += last["escapes"].get<int64_t>() + last["reentries"].get<int64_t>();
+    m.zero_grad();
+    autograd::Tape tape;
+    {
+      autograd::RecordScope rec(tape);
+      tape.backward(m.loss(ids, targets));
+    }
+    for (auto& [name, p] : m.named_parameters()) {  // plain SGD, large enough to move codes
+      if (!p.has_grad()) continue;
+      Tensor v = p.value().clone();
+      const float* g = p.grad().data<float>();
+      for (int64_t k = 0; k < v.numel(); ++k) v.data<float>()[k] -= 0.5f * g[k];
+      p.set_value(v);
+    }
+  }
+  for (const char* t : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
+    INFO(t);
+    REQUIRE(last.contains(t));
+    CHECK(last[t]["n_layers"] == 2);
+    CHECK(last[t]["dead_fraction"].get<double>() > 0.2);
+    CHECK(last[t]["dead_fraction"].get<double>() < 0.45);
+    CHECK_FALSE(last[t]["escape_rate"].is_null());
+  }
+  CHECK(last["n_layers"] == 14);
+  CHECK(flips > 0);
+  MESSAGE("tiny LLaMA after 3 SGD steps: " << last["escapes"] << " escapes, " << last["reentries"]
+                                           << " re-entries, reentry_ratio_total " << last["reentry_ratio_total"]);
 }
