@@ -173,8 +173,8 @@ TEST_CASE("gradient_snr: synthetic gradients with known mean and variance per we
     for (int64_t i = 0; i < 16; ++i) {
       const bool dead = (i % 8) < 4;
       // dead: μ = 0.1, σ = 1 → GSNR 0.01; active: μ = −1, σ = 0.5 → 4
-      gq.data<float>()[i] = static_cast<float>(dead ? 0.1 + 1.0 * s[static_cast<size_t>(k)] : -1.0 + 0.5 * s[static_cast<size_t>(k)]);
-      gd.data<float>()[i] = static_cast<float>(2.0 + 0.25 * s[static_cast<size_t>(k)]);  // all active: 64
+      gq.data<float>()[i] = static_cast<float>(dead ? 0.1 + 1.0 * s[static_cast<size_t>(k % 6)] : -1.0 + 0.5 * s[static_cast<size_t>(k % 6)]);
+      gd.data<float>()[i] = static_cast<float>(2.0 + 0.25 * s[static_cast<size_t>(k % 6)]);  // all active: 64
     }
     autograd::accumulate_grad(h.q->weight(), gq);
     autograd::accumulate_grad(h.d->weight(), gd);
