@@ -4,12 +4,12 @@
 //   tqplot runs/tequila-1b/metrics.jsonl --out runs/tequila-1b/plots [--keys loss,lr,valid_loss]
 //
 // Nested objects are flattened with dots ("diagnostics": {"q_proj": {"dead_fraction": ..}} becomes
-// diagnostics.q_proj.dead_fraction). Every numeric key (or each of --keys) gives KEY.png, a line plot
-// against step; keys may be sparse (valid_loss every few hundred steps). Every array of numbers whose
-// key ends in "hist" (the DeadZoneMonitor's |w|/Δ histogram) gives KEY.png as a bar chart of its latest
-// value, over [0, hist_max] when a sibling "hist_max" is present, with the dead-zone edge r = 1 marked.
-// Text is drawn with a built-in 5×7 bitmap font (upper case; lower case is shown as upper case).
-// Bad lines are errors naming FILE:LINE. See docs/diagnostics.md.
+// diagnostics.q_proj.dead_fraction). Every numeric key (or each of --keys) gives KEY.png, a line
+// plot against step; keys may be sparse (valid_loss every few hundred steps). Every array of
+// numbers whose key ends in "hist" (the DeadZoneMonitor's |w|/Δ histogram) gives KEY.png as a bar
+// chart of its latest value, over [0, hist_max] when a sibling "hist_max" is present, with the
+// dead-zone edge r = 1 marked. Text is drawn with a built-in 5×7 bitmap font (upper case; lower
+// case is shown as upper case). Bad lines are errors naming FILE:LINE. See docs/diagnostics.md.
 #include <png.h>
 
 #include <algorithm>
@@ -44,33 +44,60 @@ struct Glyph {
 };
 
 constexpr Glyph kFont[] = {
-    {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}}, {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}},
-    {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}}, {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}},
-    {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}}, {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}},
-    {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}}, {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
-    {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}}, {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}},
-    {'A', {0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11}}, {'B', {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}},
-    {'C', {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}}, {'D', {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}},
-    {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}}, {'F', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}},
-    {'G', {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}}, {'H', {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
-    {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}}, {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}},
-    {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}}, {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}},
-    {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}}, {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
-    {'O', {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'P', {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}},
-    {'Q', {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}}, {'R', {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}},
-    {'S', {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}}, {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}},
-    {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}}, {'X', {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}},
-    {'Y', {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}}, {'Z', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}},
-    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}}, {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}},
-    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}}, {'+', {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}},
-    {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}}, {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}},
-    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}}, {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
-    {',', {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}}, {'=', {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}},
-    {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}}, {'[', {0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E}},
-    {']', {0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E}}, {'|', {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-    {'<', {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02}}, {'>', {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}},
-    {' ', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}}, {'?', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}},
+    {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}},
+    {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}},
+    {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}},
+    {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}},
+    {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}},
+    {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}},
+    {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}},
+    {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
+    {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}},
+    {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}},
+    {'A', {0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11}},
+    {'B', {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}},
+    {'C', {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}},
+    {'D', {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}},
+    {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}},
+    {'F', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}},
+    {'G', {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}},
+    {'H', {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
+    {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}},
+    {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}},
+    {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}},
+    {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}},
+    {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}},
+    {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
+    {'O', {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}},
+    {'P', {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}},
+    {'Q', {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}},
+    {'R', {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}},
+    {'S', {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}},
+    {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
+    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}},
+    {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}},
+    {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}},
+    {'X', {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}},
+    {'Y', {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}},
+    {'Z', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}},
+    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}},
+    {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}},
+    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}},
+    {'+', {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}},
+    {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}},
+    {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}},
+    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}},
+    {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
+    {',', {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}},
+    {'=', {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}},
+    {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}},
+    {'[', {0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E}},
+    {']', {0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E}},
+    {'|', {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
+    {'<', {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02}},
+    {'>', {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}},
+    {' ', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}},
+    {'?', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}},
 };
 
 const std::array<uint8_t, 7>& glyph_of(char c) {
@@ -93,10 +120,12 @@ constexpr Rgb kWhite{255, 255, 255}, kBlack{0, 0, 0}, kGrid{225, 225, 225}, kBlu
 struct Image {
   int w, h;
   std::vector<uint8_t> px;  // [h, w, 3]
-  Image(int w_, int h_) : w(w_), h(h_), px(static_cast<size_t>(w_) * static_cast<size_t>(h_) * 3, 255) {}
+  Image(int w_, int h_)
+      : w(w_), h(h_), px(static_cast<size_t>(w_) * static_cast<size_t>(h_) * 3, 255) {}
   void set(int x, int y, Rgb c) {
     if (x < 0 || y < 0 || x >= w || y >= h) return;
-    uint8_t* p = &px[(static_cast<size_t>(y) * static_cast<size_t>(w) + static_cast<size_t>(x)) * 3];
+    uint8_t* p =
+        &px[(static_cast<size_t>(y) * static_cast<size_t>(w) + static_cast<size_t>(x)) * 3];
     p[0] = c.r;
     p[1] = c.g;
     p[2] = c.b;
@@ -142,7 +171,9 @@ struct Image {
       x += 6 * scale;
     }
   }
-  static int text_width(const std::string& s, int scale) { return static_cast<int>(s.size()) * 6 * scale - scale; }
+  static int text_width(const std::string& s, int scale) {
+    return static_cast<int>(s.size()) * 6 * scale - scale;
+  }
 };
 
 // libpng writes into a string (then written atomically).
@@ -170,8 +201,9 @@ std::string encode_png(const Image& img) {
     TQ_THROW("[tqplot] libpng failed while encoding a {}x{} image", img.w, img.h);
   }
   png_set_write_fn(png, &out, png_append, png_flush_noop);
-  png_set_IHDR(png, info, static_cast<png_uint_32>(img.w), static_cast<png_uint_32>(img.h), 8, PNG_COLOR_TYPE_RGB,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(img.w), static_cast<png_uint_32>(img.h), 8,
+               PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
   png_write_image(png, rows.data());
   png_write_end(png, nullptr);
@@ -221,12 +253,17 @@ std::string tick_label(double v, double step, bool exp) {
 struct Frame {
   static constexpr int W = 800, H = 480, L = 90, R = 20, T = 40, B = 50;
   double x0, x1, y0, y1;
-  int px(double x) const { return L + static_cast<int>(std::lround((x - x0) / (x1 - x0) * (W - L - R))); }
-  int py(double y) const { return H - B - static_cast<int>(std::lround((y - y0) / (y1 - y0) * (H - T - B))); }
+  int px(double x) const {
+    return L + static_cast<int>(std::lround((x - x0) / (x1 - x0) * (W - L - R)));
+  }
+  int py(double y) const {
+    return H - B - static_cast<int>(std::lround((y - y0) / (y1 - y0) * (H - T - B)));
+  }
 };
 
 // Grid, axes, tick labels, title and x label.
-void draw_frame(Image& img, const Frame& f, const std::string& title, const std::string& xlabel, bool x_integer) {
+void draw_frame(Image& img, const Frame& f, const std::string& title, const std::string& xlabel,
+                bool x_integer) {
   const Ticks xt = nice_ticks(f.x0, f.x1, 8, x_integer), yt = nice_ticks(f.y0, f.y1, 6, false);
   for (double v : yt.at) {
     const int y = f.py(v);
@@ -247,10 +284,11 @@ void draw_frame(Image& img, const Frame& f, const std::string& title, const std:
   int scale = 2;
   if (Image::text_width(title, scale) > Frame::W - 20) scale = 1;
   std::string t = title;
-  if (Image::text_width(t, scale) > Frame::W - 20) t = t.substr(0, static_cast<size_t>((Frame::W - 20) / 6));
+  if (Image::text_width(t, scale) > Frame::W - 20)
+    t = t.substr(0, static_cast<size_t>((Frame::W - 20) / 6));
   img.text((Frame::W - Image::text_width(t, scale)) / 2, 12, t, scale, kBlack);
-  img.text(Frame::L + (Frame::W - Frame::L - Frame::R - Image::text_width(xlabel, 1)) / 2, Frame::H - 18, xlabel, 1,
-           kBlack);
+  img.text(Frame::L + (Frame::W - Frame::L - Frame::R - Image::text_width(xlabel, 1)) / 2,
+           Frame::H - 18, xlabel, 1, kBlack);
 }
 
 std::pair<double, double> padded(double lo, double hi) {
@@ -263,7 +301,8 @@ std::pair<double, double> padded(double lo, double hi) {
 }
 
 Image plot_series(const std::string& key, std::vector<std::pair<int64_t, double>> pts) {
-  std::stable_sort(pts.begin(), pts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(pts.begin(), pts.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   double ylo = pts.front().second, yhi = ylo;
   for (const auto& p : pts) {
     ylo = std::min(ylo, p.second);
@@ -283,12 +322,14 @@ Image plot_series(const std::string& key, std::vector<std::pair<int64_t, double>
     img.line(f.px(static_cast<double>(pts[i - 1].first)), f.py(pts[i - 1].second),
              f.px(static_cast<double>(pts[i].first)), f.py(pts[i].second), kBlue);
   if (pts.size() <= 60)  // markers where points are few (sparse keys such as valid_loss)
-    for (const auto& p : pts) img.rect(f.px(static_cast<double>(p.first)) - 2, f.py(p.second) - 2,
-                                       f.px(static_cast<double>(p.first)) + 2, f.py(p.second) + 2, kBlue);
+    for (const auto& p : pts)
+      img.rect(f.px(static_cast<double>(p.first)) - 2, f.py(p.second) - 2,
+               f.px(static_cast<double>(p.first)) + 2, f.py(p.second) + 2, kBlue);
   return img;
 }
 
-Image plot_hist(const std::string& key, int64_t step, const std::vector<double>& counts, double hist_max) {
+Image plot_hist(const std::string& key, int64_t step, const std::vector<double>& counts,
+                double hist_max) {
   const size_t n = counts.size();
   const bool known = hist_max > 0;
   Frame f{};
@@ -299,11 +340,12 @@ Image plot_hist(const std::string& key, int64_t step, const std::vector<double>&
   f.y0 = 0;
   f.y1 = top > 0 ? top * 1.05 : 1.0;
   Image img(Frame::W, Frame::H);
-  draw_frame(img, f, key + " (step " + std::to_string(step) + ")", known ? "|W|/DELTA (LAST BIN: OVERFLOW)" : "bin",
-             !known);
+  draw_frame(img, f, key + " (step " + std::to_string(step) + ")",
+             known ? "|W|/DELTA (LAST BIN: OVERFLOW)" : "bin", !known);
   for (size_t b = 0; b < n; ++b) {
     const double bw = (f.x1 - f.x0) / static_cast<double>(n);
-    const int xa = f.px(static_cast<double>(b) * bw) + 1, xb = f.px(static_cast<double>(b + 1) * bw) - 1;
+    const int xa = f.px(static_cast<double>(b) * bw) + 1,
+              xb = f.px(static_cast<double>(b + 1) * bw) - 1;
     if (counts[b] > 0) img.rect(xa, f.py(counts[b]), std::max(xa, xb), f.py(0) - 1, kBar);
   }
   if (known && hist_max > 1) {  // the dead-zone edge
@@ -329,7 +371,8 @@ struct Metrics {
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 void flatten(const Json& j, const std::string& prefix, std::map<std::string, const Json*>& out) {
@@ -358,12 +401,14 @@ Metrics read_metrics(const std::string& path) {
     } catch (const std::exception& e) {
       TQ_THROW("[tqplot] {}:{}: not valid JSON: {}", path, lineno, e.what());
     }
-    TQ_CHECK(j.is_object(), "[tqplot] {}:{}: expected a JSON object per line, got {}", path, lineno, tq::json_kind(j));
-    TQ_CHECK(j.contains("step"), "[tqplot] {}:{}: missing field 'step' — hint: every metrics line carries the step",
+    TQ_CHECK(j.is_object(), "[tqplot] {}:{}: expected a JSON object per line, got {}", path, lineno,
+             tq::json_kind(j));
+    TQ_CHECK(j.contains("step"),
+             "[tqplot] {}:{}: missing field 'step' — hint: every metrics line carries the step",
              path, lineno);
     const Json& s = j["step"];
-    TQ_CHECK(s.is_number_integer(), "[tqplot] {}:{}: field 'step' must be an integer, got {}", path, lineno,
-             tq::json_kind(s));
+    TQ_CHECK(s.is_number_integer(), "[tqplot] {}:{}: field 'step' must be an integer, got {}", path,
+             lineno, tq::json_kind(s));
     const int64_t step = s.get<int64_t>();
     std::map<std::string, const Json*> flat;
     flatten(j, "", flat);
@@ -377,8 +422,9 @@ Metrics read_metrics(const std::string& path) {
         h.step = step;
         for (size_t i = 0; i < v->size(); ++i) {
           const Json& c = (*v)[i];
-          TQ_CHECK(c.is_number(), "[tqplot] {}:{}: histogram '{}' entry {} is {}, expected a number", path, lineno, k,
-                   i, tq::json_kind(c));
+          TQ_CHECK(c.is_number(),
+                   "[tqplot] {}:{}: histogram '{}' entry {} is {}, expected a number", path, lineno,
+                   k, i, tq::json_kind(c));
           h.counts.push_back(c.get<double>());
         }
         // hist_max: the nearest "hist_max" among the enclosing objects
@@ -421,11 +467,14 @@ std::vector<std::string> split_keys(const std::string& s) {
 int run(const std::string& metrics, const std::string& out_dir, const std::string& keys_arg) {
   const Metrics m = read_metrics(metrics);
   std::vector<std::string> keys;
-  if (keys_arg.empty()) {  // every numeric key but the bookkeeping ones (a nested step, hist_max, ...)
+  if (keys_arg
+          .empty()) {  // every numeric key but the bookkeeping ones (a nested step, hist_max, ...)
     for (const auto& [k, v] : m.series) {
       const size_t dot = k.rfind('.');
       const std::string last = dot == std::string::npos ? k : k.substr(dot + 1);
-      if (dot != std::string::npos && (last == "step" || last == "hist_max" || last == "reentry_window")) continue;
+      if (dot != std::string::npos &&
+          (last == "step" || last == "hist_max" || last == "reentry_window"))
+        continue;
       keys.push_back(k);
     }
   } else {
@@ -433,12 +482,14 @@ int run(const std::string& metrics, const std::string& out_dir, const std::strin
       if (m.series.count(k) == 0) {
         std::string avail;
         for (const auto& [a, v] : m.series) avail += (avail.empty() ? "" : ", ") + a;
-        TQ_THROW("[tqplot] key '{}' has no numeric values in {} — available: {}", k, metrics, avail);
+        TQ_THROW("[tqplot] key '{}' has no numeric values in {} — available: {}", k, metrics,
+                 avail);
       }
       keys.push_back(k);
     }
   }
-  TQ_CHECK(!keys.empty() || !m.hists.empty(), "[tqplot] {}: nothing to plot (no numeric keys besides step)", metrics);
+  TQ_CHECK(!keys.empty() || !m.hists.empty(),
+           "[tqplot] {}: nothing to plot (no numeric keys besides step)", metrics);
   fs::create_directories(out_dir);
   int written = 0;
   for (const std::string& k : keys) {
@@ -460,11 +511,15 @@ int run(const std::string& metrics, const std::string& out_dir, const std::strin
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"tqplot: PNG plots of a libtequila metrics.jsonl (one per key, plus |w|/Delta histograms)"};
+  CLI::App app{
+      "tqplot: PNG plots of a libtequila metrics.jsonl (one per key, plus |w|/Delta histograms)"};
   std::string metrics, out_dir, keys;
-  app.add_option("metrics", metrics, "metrics file, one JSON object per line with an integer \"step\"")->required();
+  app.add_option("metrics", metrics,
+                 "metrics file, one JSON object per line with an integer \"step\"")
+      ->required();
   app.add_option("--out", out_dir, "output directory (created)")->required();
-  app.add_option("--keys", keys, "comma-separated keys to plot (default: every numeric key; nested with dots)");
+  app.add_option("--keys", keys,
+                 "comma-separated keys to plot (default: every numeric key; nested with dots)");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(metrics, out_dir, keys);

@@ -76,7 +76,8 @@ TernaryView view_of(const QuantLinear& q) {
   const QuantConfig& c = q.config();
   if (c.method != "none") return q.export_ternary();
   Granularity g = c.granularity;
-  if (g == Granularity::group && (c.group_size <= 0 || q.in_features() % c.group_size != 0)) g = Granularity::channel;
+  if (g == Granularity::group && (c.group_size <= 0 || q.in_features() % c.group_size != 0))
+    g = Granularity::channel;
   return quantize_ternary(q.weight().value(), Quantizer::absmean, g, c.group_size, 0.0);
 }
 
@@ -90,7 +91,9 @@ double median_of(std::vector<double>& v) {
   return 0.5 * (lo + hi);
 }
 
-Json finite_or_null(double x) { return std::isfinite(x) ? Json(x) : Json(nullptr); }
+Json finite_or_null(double x) {
+  return std::isfinite(x) ? Json(x) : Json(nullptr);
+}
 
 }  // namespace
 
@@ -100,19 +103,24 @@ std::string layer_type_of(const std::string& module_name) {
 }
 
 void DeadZoneOptions::validate() const {
-  TQ_CHECK(hist_bins >= 1 && hist_bins <= 100000, "[DeadZoneMonitor] hist_bins must be in [1, 100000], got {}",
-           hist_bins);
-  TQ_CHECK(std::isfinite(hist_max) && hist_max > 0, "[DeadZoneMonitor] hist_max must be > 0, got {}", hist_max);
+  TQ_CHECK(hist_bins >= 1 && hist_bins <= 100000,
+           "[DeadZoneMonitor] hist_bins must be in [1, 100000], got {}", hist_bins);
+  TQ_CHECK(std::isfinite(hist_max) && hist_max > 0,
+           "[DeadZoneMonitor] hist_max must be > 0, got {}", hist_max);
   TQ_CHECK(std::isfinite(boundary_width) && boundary_width > 0,
            "[DeadZoneMonitor] boundary_width must be > 0, got {}", boundary_width);
   TQ_CHECK(reentry_window >= 1 && reentry_window <= 62,
-           "[DeadZoneMonitor] reentry_window (k, in measurements) must be in [1, 62], got {} — hint: the age "
+           "[DeadZoneMonitor] reentry_window (k, in measurements) must be in [1, 62], got {} — "
+           "hint: the age "
            "is kept in 6 bits per weight",
            reentry_window);
-  TQ_CHECK(gsnr_max_samples >= 0, "[DeadZoneMonitor] gsnr_max_samples must be >= 0, got {}", gsnr_max_samples);
+  TQ_CHECK(gsnr_max_samples >= 0, "[DeadZoneMonitor] gsnr_max_samples must be >= 0, got {}",
+           gsnr_max_samples);
 }
 
-DeadZoneMonitor::DeadZoneMonitor(DeadZoneOptions opts) : opts_(std::move(opts)) { opts_.validate(); }
+DeadZoneMonitor::DeadZoneMonitor(DeadZoneOptions opts) : opts_(std::move(opts)) {
+  opts_.validate();
+}
 
 Json DeadZoneMonitor::measure(const nn::Module& model, int64_t step) {
   // named_modules() is non-const only because it hands out mutable pointers; nothing is modified.
@@ -138,7 +146,8 @@ Json DeadZoneMonitor::measure(const nn::Module& model, int64_t step) {
     const int8_t* cp = v.codes.data<int8_t>();
 
     LayerState& st = state_[name];
-    const bool has_prev = st.shape == w.shape() && static_cast<int64_t>(st.packed.size()) == out * in;
+    const bool has_prev =
+        st.shape == w.shape() && static_cast<int64_t>(st.packed.size()) == out * in;
     if (!has_prev) {
       st = LayerState{};
       st.shape = w.shape();
@@ -166,7 +175,8 @@ Json DeadZoneMonitor::measure(const nn::Module& model, int64_t step) {
               a.dead += c == 0 ? 1 : 0;
               a.boundary += std::abs(r - 1.0) < width ? 1 : 0;
               const double bf = r * bin_scale;
-              const int64_t bin = bf >= static_cast<double>(bins - 1) ? bins - 1 : static_cast<int64_t>(bf);
+              const int64_t bin =
+                  bf >= static_cast<double>(bins - 1) ? bins - 1 : static_cast<int64_t>(bf);
               ++a.hist[static_cast<size_t>(bin)];
               int age = sp[idx] >> 2;
               if (has_prev) {
@@ -258,9 +268,13 @@ Json DeadZoneMonitor::bias_cosine(const QuantLinear& layer, const Tensor& x) {
     dep[static_cast<size_t>(j)] = lambda * a;
     c[static_cast<size_t>(j)] = lambda * b;
   }
-  auto norm = [](const std::vector<double>& u) { return std::sqrt(std::inner_product(u.begin(), u.end(), u.begin(), 0.0)); };
+  auto norm = [](const std::vector<double>& u) {
+    return std::sqrt(std::inner_product(u.begin(), u.end(), u.begin(), 0.0));
+  };
   const double nd = norm(dep), nc = norm(c);
-  const double cosine = nd > 0 && nc > 0 ? std::inner_product(dep.begin(), dep.end(), c.begin(), 0.0) / (nd * nc) : std::nan("");
+  const double cosine = nd > 0 && nc > 0
+                            ? std::inner_product(dep.begin(), dep.end(), c.begin(), 0.0) / (nd * nc)
+                            : std::nan("");
   // Per token: B = sign(X)·Wdᵀ [T, out], cos(B_t, c) averaged over the tokens with B_t ≠ 0.
   Tensor bt = Tensor::empty({T, out}, DType::f32);
   gemm_contiguous<float>(false, true, T, out, in, sxp, wdp, 0.f, bt.data<float>());
@@ -288,10 +302,12 @@ Json DeadZoneMonitor::bias_cosine(const QuantLinear& layer, const Tensor& x) {
   return j;
 }
 
-Json DeadZoneMonitor::gradient_snr(nn::Module& model, const std::function<void()>& compute_grads_one_microbatch,
+Json DeadZoneMonitor::gradient_snr(nn::Module& model,
+                                   const std::function<void()>& compute_grads_one_microbatch,
                                    int K) const {
   TQ_CHECK(K >= 2, "[gradient_snr] K (micro-batches) must be >= 2, got {}", K);
-  TQ_CHECK(static_cast<bool>(compute_grads_one_microbatch), "[gradient_snr] no gradient callback given");
+  TQ_CHECK(static_cast<bool>(compute_grads_one_microbatch),
+           "[gradient_snr] no gradient callback given");
   struct Track {
     std::string type;
     const QuantLinear* q;
@@ -354,7 +370,8 @@ Json DeadZoneMonitor::gradient_snr(nn::Module& model, const std::function<void()
   }
   auto summary = [](Pool& p) {
     auto mean = [](const std::vector<double>& v) {
-      return v.empty() ? std::nan("") : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+      return v.empty() ? std::nan("")
+                       : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
     };
     Json j;
     j["dead_mean"] = finite_or_null(mean(p.dead));

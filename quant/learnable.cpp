@@ -27,8 +27,8 @@ constexpr double kSeqClip = 0.99;
 constexpr double kSeqLevels = 1.5;
 
 Kind kind_of(const std::string& method) {
-  TQ_CHECK(method_is_learnable(method), "[quant_linear] method '{}' has no learnable scale — hint: lsq | seq",
-           method);
+  TQ_CHECK(method_is_learnable(method),
+           "[quant_linear] method '{}' has no learnable scale — hint: lsq | seq", method);
   return method == "lsq" ? Kind::lsq : Kind::seq;
 }
 
@@ -56,14 +56,15 @@ inline T floored(T a) {
 }
 
 void check_scale(const char* who, const Tensor& scale, int64_t out, DType dt) {
-  TQ_CHECK(scale.defined(), "[{}] the learnable scale is undefined — hint: QuantLinear registers `{}` for lsq/seq",
+  TQ_CHECK(scale.defined(),
+           "[{}] the learnable scale is undefined — hint: QuantLinear registers `{}` for lsq/seq",
            who, kScaleParamName);
   const bool ok_shape = (scale.dim() == 1 && scale.size(0) == out) ||
                         (scale.dim() == 2 && scale.size(0) == out && scale.size(1) == 1);
   TQ_CHECK(ok_shape, "[{}] scale must be [{}] (one α per output channel), got {}", who, out,
            shape_str(scale.shape()));
-  TQ_CHECK(scale.dtype() == dt, "[{}] scale dtype {} differs from the weight's {}", who, dtype_name(scale.dtype()),
-           dtype_name(dt));
+  TQ_CHECK(scale.dtype() == dt, "[{}] scale dtype {} differs from the weight's {}", who,
+           dtype_name(scale.dtype()), dtype_name(dt));
 }
 
 }  // namespace
@@ -130,24 +131,28 @@ TernaryView quantize_learnable(const Tensor& w, const Tensor& scale, const std::
   return v;
 }
 
-Var quant_linear(const Var& x, const Var& weight, const Var& scale, const QuantConfig& cfg, Tensor* workspace) {
+Var quant_linear(const Var& x, const Var& weight, const Var& scale, const QuantConfig& cfg,
+                 Tensor* workspace) {
   if (!method_is_learnable(cfg.method)) return quant_linear(x, weight, cfg, workspace);
   cfg.validate();
   const Kind kind = kind_of(cfg.method);
   TQ_CHECK(weight.defined() && weight.dim() == 2, "[quant_linear] weight must be [out, in]");
   const int64_t out = weight.size(0), in = weight.size(1);
-  TQ_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in, "[quant_linear] input {} does not end in in_features {}",
+  TQ_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in,
+           "[quant_linear] input {} does not end in in_features {}",
            x.defined() ? shape_str(x.shape()) : std::string("undefined"), in);
-  TQ_CHECK(x.dtype() == weight.dtype(), "[quant_linear] dtype mismatch {} vs {}", dtype_name(x.dtype()),
-           dtype_name(weight.dtype()));
+  TQ_CHECK(x.dtype() == weight.dtype(), "[quant_linear] dtype mismatch {} vs {}",
+           dtype_name(x.dtype()), dtype_name(weight.dtype()));
   check_scale("quant_linear", scale.defined() ? scale.value() : Tensor(), out, weight.dtype());
   const int64_t rows = x.numel() / in;
   Shape out_shape = x.shape();
   out_shape.back() = out;
   const DType dt = x.dtype();
-  const Tensor xc = x.value().contiguous(), wc = weight.value().contiguous(), sc = scale.value().contiguous();
+  const Tensor xc = x.value().contiguous(), wc = weight.value().contiguous(),
+               sc = scale.value().contiguous();
   // LSQ's g = 1/√(N·Q_p) with Q_p = 1.
-  const double gscale = 1.0 / std::sqrt(static_cast<double>(cfg.scale_grad == "tensor" ? out * in : in));
+  const double gscale =
+      1.0 / std::sqrt(static_cast<double>(cfg.scale_grad == "tensor" ? out * in : in));
 
   Tensor deq;  // Q(W, α) [out, in]; see quant.cpp for the workspace reuse rule
   if (workspace != nullptr && workspace->defined() && workspace->shape() == Shape{out, in} &&
@@ -171,7 +176,8 @@ Var quant_linear(const Var& x, const Var& weight, const Var& scale, const QuantC
           qp[j * in + i] = static_cast<T>(code_of<T>(kind, wp[j * in + i] / a)) * unit * a;
       }
     });
-    gemm_contiguous<T>(false, true, rows, out, in, xc.data<T>(), qp, T(0), y.data<T>());  // Y = X·Qᵀ
+    gemm_contiguous<T>(false, true, rows, out, in, xc.data<T>(), qp, T(0),
+                       y.data<T>());  // Y = X·Qᵀ
   });
 
   return autograd::make_result(
@@ -182,7 +188,8 @@ Var quant_linear(const Var& x, const Var& weight, const Var& scale, const QuantC
           const T* gp = g.data<T>();
           if (x.requires_grad()) {
             Tensor gx = Tensor::empty(x.shape(), x.dtype());
-            gemm_contiguous<T>(false, false, rows, in, out, gp, deq.data<T>(), T(0), gx.data<T>());  // dX = G·Q
+            gemm_contiguous<T>(false, false, rows, in, out, gp, deq.data<T>(), T(0),
+                               gx.data<T>());  // dX = G·Q
             autograd::accumulate_grad(x, gx);
           }
           if (!weight.requires_grad() && !scale.requires_grad()) return;

@@ -49,11 +49,14 @@ QuantConfig channel_absmean() {
   return c;
 }
 
-double num(const Json& j) { return j.get<double>(); }
+double num(const Json& j) {
+  return j.get<double>();
+}
 
 }  // namespace
 
-TEST_CASE("DeadZoneMonitor: hand-made weights, every field in closed form across five measurements") {
+TEST_CASE(
+    "DeadZoneMonitor: hand-made weights, every field in closed form across five measurements") {
   Holder h(8, 1, channel_absmean());
   // mean|w| = 2 → α = 2, Δ = 1 exactly; r = |w| = [3, 3, 1, 1, 0.5, 0, 4, 3.5]
   set_weight(*h.q, {3, -3, 1, -1, 0.5f, 0, 4, -3.5f});
@@ -65,14 +68,16 @@ TEST_CASE("DeadZoneMonitor: hand-made weights, every field in closed form across
   Json m1 = mon.measure(h, 10);
   CHECK(m1["step"] == 10);
   const Json& q1 = m1["q_proj"];
-  CHECK(num(q1["dead_fraction"]) == 0.25);   // r = 0.5 and 0
-  CHECK(num(q1["boundary_mass"]) == 0.25);   // r = 1 twice
+  CHECK(num(q1["dead_fraction"]) == 0.25);  // r = 0.5 and 0
+  CHECK(num(q1["boundary_mass"]) == 0.25);  // r = 1 twice
   std::vector<int64_t> want(40, 0);
-  for (int b : {30, 30, 10, 10, 5, 0, 39, 35}) ++want[static_cast<size_t>(b)];  // r = 4 lands in the last bin
+  for (int b : {30, 30, 10, 10, 5, 0, 39, 35})
+    ++want[static_cast<size_t>(b)];  // r = 4 lands in the last bin
   CHECK(q1["hist"].get<std::vector<int64_t>>() == want);
   CHECK(q1["escape_rate"].is_null());  // nothing to compare with yet
   CHECK(q1["reentry_ratio"].is_null());
-  CHECK(num(m1["d" "own_proj"]["dead_fraction"]) == 0.0);
+  CHECK(num(m1["d"
+               "own_proj"]["dead_fraction"]) == 0.0);
   std::vector<int64_t> want_d(40, 0);
   want_d[20] = 8;
   CHECK(m1["down_proj"]["hist"].get<std::vector<int64_t>>() == want_d);
@@ -85,15 +90,15 @@ TEST_CASE("DeadZoneMonitor: hand-made weights, every field in closed form across
   Json m2 = mon.measure(h, 20);
   const Json& q2 = m2["q_proj"];
   CHECK(num(q2["dead_fraction"]) == 0.25);
-  CHECK(q2["escapes"] == 1);      // position 4: 0 → +1
-  CHECK(q2["reentries"] == 1);    // position 0: +1 → 0
-  CHECK(q2["sign_flips"] == 1);   // position 2: +1 → −1
+  CHECK(q2["escapes"] == 1);                                   // position 4: 0 → +1
+  CHECK(q2["reentries"] == 1);                                 // position 0: +1 → 0
+  CHECK(q2["sign_flips"] == 1);                                // position 2: +1 → −1
   CHECK(num(q2["escape_rate"]) == doctest::Approx(1.0 / 2));   // of the 2 previously dead
   CHECK(num(q2["reentry_rate"]) == doctest::Approx(1.0 / 6));  // of the 6 previously active
   CHECK(num(q2["sign_flip_rate"]) == doctest::Approx(1.0 / 6));
   CHECK(q2["reentry_ratio"].is_null());  // position 4 left, nothing resolved yet
   CHECK(m2["down_proj"]["escapes"] == 0);
-  CHECK(num(m2["escape_rate"]) == doctest::Approx(1.0 / 2));   // overall: 2 previously dead
+  CHECK(num(m2["escape_rate"]) == doctest::Approx(1.0 / 2));  // overall: 2 previously dead
   CHECK(num(m2["reentry_rate"]) == doctest::Approx(1.0 / 14));
 
   // Swap back: position 4 returns to the dead zone one measurement after leaving (≤ k = 2): a
@@ -116,7 +121,8 @@ TEST_CASE("DeadZoneMonitor: hand-made weights, every field in closed form across
   CHECK(mon.measure(h, 60)["q_proj"]["escape_rate"].is_null());
 }
 
-TEST_CASE("DeadZoneMonitor: Gaussian weights give dead fraction 0.31 and the Gaussian boundary mass") {
+TEST_CASE(
+    "DeadZoneMonitor: Gaussian weights give dead fraction 0.31 and the Gaussian boundary mass") {
   QuantConfig cfg;  // tequila, group 128
   Holder h(1024, 256, cfg);
   Rng rng = make_rng(31);
@@ -127,9 +133,10 @@ TEST_CASE("DeadZoneMonitor: Gaussian weights give dead fraction 0.31 and the Gau
   // Δ = ½·E|w| = ½·√(2/π)·σ; P(|z| < Δ/σ) and P(0.95Δ < |z| < 1.05Δ)
   const double d = 0.5 * std::sqrt(2.0 / M_PI);
   const double p_dead = std::erf(d / std::sqrt(2.0));
-  const double p_boundary = std::erf(1.05 * d / std::sqrt(2.0)) - std::erf(0.95 * d / std::sqrt(2.0));
-  MESSAGE("dead " << num(m["dead_fraction"]) << " (expect " << p_dead << "), boundary " << num(m["boundary_mass"])
-                  << " (expect " << p_boundary << ")");
+  const double p_boundary =
+      std::erf(1.05 * d / std::sqrt(2.0)) - std::erf(0.95 * d / std::sqrt(2.0));
+  MESSAGE("dead " << num(m["dead_fraction"]) << " (expect " << p_dead << "), boundary "
+                  << num(m["boundary_mass"]) << " (expect " << p_boundary << ")");
   CHECK(num(m["dead_fraction"]) == doctest::Approx(p_dead).epsilon(0.02));
   CHECK(std::abs(num(m["dead_fraction"]) - 0.31) < 0.01);
   CHECK(num(m["boundary_mass"]) == doctest::Approx(p_boundary).epsilon(0.05));
@@ -163,8 +170,10 @@ TEST_CASE("DeadZoneMonitor: lsq/seq layers use their own dead zone (α/2, α/3)"
 
 TEST_CASE("gradient_snr: synthetic gradients with known mean and variance per weight") {
   Holder h(8, 2, channel_absmean());
-  // row 0 of q_proj: mean|w| = 1, Δ = 0.5 → positions 0..3 dead (|w| = 0.1), 4..7 active (|w| = 1.9)
-  set_weight(*h.q, {0.1f, -0.1f, 0.1f, -0.1f, 1.9f, -1.9f, 1.9f, -1.9f, 0.1f, -0.1f, 0.1f, -0.1f, 1.9f, -1.9f, 1.9f, -1.9f});
+  // row 0 of q_proj: mean|w| = 1, Δ = 0.5 → positions 0..3 dead (|w| = 0.1), 4..7 active (|w|
+  // = 1.9)
+  set_weight(*h.q, {0.1f, -0.1f, 0.1f, -0.1f, 1.9f, -1.9f, 1.9f, -1.9f, 0.1f, -0.1f, 0.1f, -0.1f,
+                    1.9f, -1.9f, 1.9f, -1.9f});
   set_weight(*h.d, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
   const std::vector<double> s = {1, -1, 1, -1, 1, -1};  // mean 0, (1/K)Σ s² = 1
   int k = 0;
@@ -173,8 +182,10 @@ TEST_CASE("gradient_snr: synthetic gradients with known mean and variance per we
     for (int64_t i = 0; i < 16; ++i) {
       const bool dead = (i % 8) < 4;
       // dead: μ = 0.1, σ = 1 → GSNR 0.01; active: μ = −1, σ = 0.5 → 4
-      gq.data<float>()[i] = static_cast<float>(dead ? 0.1 + 1.0 * s[static_cast<size_t>(k % 6)] : -1.0 + 0.5 * s[static_cast<size_t>(k % 6)]);
-      gd.data<float>()[i] = static_cast<float>(2.0 + 0.25 * s[static_cast<size_t>(k % 6)]);  // all active: 64
+      gq.data<float>()[i] = static_cast<float>(dead ? 0.1 + 1.0 * s[static_cast<size_t>(k % 6)]
+                                                    : -1.0 + 0.5 * s[static_cast<size_t>(k % 6)]);
+      gd.data<float>()[i] =
+          static_cast<float>(2.0 + 0.25 * s[static_cast<size_t>(k % 6)]);  // all active: 64
     }
     autograd::accumulate_grad(h.q->weight(), gq);
     autograd::accumulate_grad(h.d->weight(), gd);
@@ -224,7 +235,8 @@ TEST_CASE("bias_cosine: λ·E_t Σ_dead sign(x)·w against c, vs plain loops") {
     for (int64_t j = 0; j < 3; ++j) {
       double b = 0;
       for (int64_t i = 0; i < 6; ++i)
-        if (v.codes.data<int8_t>()[j * 6 + i] == 0) b += (xp[t * 6 + i] > 0 ? 1 : -1) * w[j * 6 + i];
+        if (v.codes.data<int8_t>()[j * 6 + i] == 0)
+          b += (xp[t * 6 + i] > 0 ? 1 : -1) * w[j * 6 + i];
       dot += b * c[static_cast<size_t>(j)];
       nb += b * b;
       nc += c[static_cast<size_t>(j)] * c[static_cast<size_t>(j)];
@@ -242,10 +254,13 @@ TEST_CASE("bias_cosine: λ·E_t Σ_dead sign(x)·w against c, vs plain loops") {
   CHECK(num(r["cosine_token_mean"]) == doctest::Approx(tok).epsilon(1e-5));
   CHECK(num(r["bias_norm"]) == doctest::Approx(std::sqrt(nc)).epsilon(1e-5));
   // x all positive: b^dep = c, cosine 1; all negative: −1
-  CHECK(num(DeadZoneMonitor::bias_cosine(l, Tensor::full({4, 6}, 0.5))["cosine"]) == doctest::Approx(1.0));
-  CHECK(num(DeadZoneMonitor::bias_cosine(l, Tensor::full({4, 6}, -0.5))["cosine"]) == doctest::Approx(-1.0));
-  CHECK(error_of([&] { DeadZoneMonitor::bias_cosine(l, Tensor::zeros({4, 5})); }).find("in_features") !=
-        std::string::npos);
+  CHECK(num(DeadZoneMonitor::bias_cosine(l, Tensor::full({4, 6}, 0.5))["cosine"]) ==
+        doctest::Approx(1.0));
+  CHECK(num(DeadZoneMonitor::bias_cosine(l, Tensor::full({4, 6}, -0.5))["cosine"]) ==
+        doctest::Approx(-1.0));
+  CHECK(error_of([&] {
+          DeadZoneMonitor::bias_cosine(l, Tensor::zeros({4, 5}));
+        }).find("in_features") != std::string::npos);
 }
 
 TEST_CASE("DeadZoneMonitor options are validated") {
@@ -261,7 +276,9 @@ TEST_CASE("DeadZoneMonitor cost: measure() on a 1B-shaped layer vs one QAT step 
   // LLaMA-3.2-1B up_proj: [8192, 2048]; one tequila forward+backward with T = 512 tokens.
   struct One : nn::Module {
     std::shared_ptr<QuantLinear> up;
-    One() { up = register_module("up_proj", std::make_shared<QuantLinear>(2048, 8192, QuantConfig{})); }
+    One() {
+      up = register_module("up_proj", std::make_shared<QuantLinear>(2048, 8192, QuantConfig{}));
+    }
   } h;
   Rng rng = make_rng(34);
   fill_weight(*h.up, Tensor::uniform({8192, 2048}, rng, -0.04, 0.04));
@@ -280,10 +297,12 @@ TEST_CASE("DeadZoneMonitor cost: measure() on a 1B-shaped layer vs one QAT step 
     tape.backward(y, Tensor::ones({512, 8192}));
   }
   const double t_step = std::chrono::duration<double>(clock::now() - t0).count();
-  MESSAGE("measure() of one [8192, 2048] layer: " << t_measure * 1e3 << " ms; one tequila fwd+bwd at T = 512: "
-                                                  << t_step * 1e3 << " ms; ratio " << t_measure / t_step);
+  MESSAGE("measure() of one [8192, 2048] layer: "
+          << t_measure * 1e3 << " ms; one tequila fwd+bwd at T = 512: " << t_step * 1e3
+          << " ms; ratio " << t_measure / t_step);
   CHECK(m["up_proj"]["escapes"] == 0);
-  CHECK(m["up_proj"]["dead_fraction"].get<double>() == doctest::Approx(0.25).epsilon(0.02));  // uniform: Δ = E|w|/2
+  CHECK(m["up_proj"]["dead_fraction"].get<double>() ==
+        doctest::Approx(0.25).epsilon(0.02));  // uniform: Δ = E|w|/2
 }
 
 TEST_CASE("DeadZoneMonitor on a tiny LLaMA while it trains: all seven layer types, flips appear") {
@@ -326,7 +345,8 @@ TEST_CASE("DeadZoneMonitor on a tiny LLaMA while it trains: all seven layer type
       p.set_value(v);
     }
   }
-  for (const char* t : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
+  for (const char* t :
+       {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
     INFO(t);
     REQUIRE(last.contains(t));
     CHECK(last[t]["n_layers"] == 2);
@@ -337,5 +357,6 @@ TEST_CASE("DeadZoneMonitor on a tiny LLaMA while it trains: all seven layer type
   CHECK(last["n_layers"] == 14);
   CHECK(flips > 0);
   MESSAGE("tiny LLaMA after 3 SGD steps: " << last["escapes"] << " escapes, " << last["reentries"]
-                                           << " re-entries, reentry_ratio_total " << last["reentry_ratio_total"]);
+                                           << " re-entries, reentry_ratio_total "
+                                           << last["reentry_ratio_total"]);
 }

@@ -1,5 +1,5 @@
-// LSQ and SEQ (learnable per-channel scale; spec §5.2, docs/quant.md "LSQ and SEQ"): closed forms on
-// hand-made rows (codes, ties, clipping, every gradient), float64 finite differences in α and x,
+// LSQ and SEQ (learnable per-channel scale; spec §5.2, docs/quant.md "LSQ and SEQ"): closed forms
+// on hand-made rows (codes, ties, clipping, every gradient), float64 finite differences in α and x,
 // the gradient-scale option, the α floor, export, initialisation, quantize_model, the
 // state_dict / HF-checkpoint round trip of `weight_scale`, and a tiny LLaMA that trains.
 #include <doctest/doctest.h>
@@ -36,8 +36,10 @@ struct Grads {
   Tensor y, dx, dw, ds;
 };
 
-Grads run(const Tensor& x, const Tensor& w, const Tensor& s, const Tensor& g, const QuantConfig& cfg) {
-  Var xv = Var::parameter(x.clone()), wv = Var::parameter(w.clone()), sv = Var::parameter(s.clone());
+Grads run(const Tensor& x, const Tensor& w, const Tensor& s, const Tensor& g,
+          const QuantConfig& cfg) {
+  Var xv = Var::parameter(x.clone()), wv = Var::parameter(w.clone()),
+      sv = Var::parameter(s.clone());
   autograd::Tape tape;
   Grads r;
   {
@@ -52,14 +54,16 @@ Grads run(const Tensor& x, const Tensor& w, const Tensor& s, const Tensor& g, co
   return r;
 }
 
-Tensor f64(const std::vector<double>& v, const Shape& s) { return Tensor::from_vector<double>(v, s); }
+Tensor f64(const std::vector<double>& v, const Shape& s) {
+  return Tensor::from_vector<double>(v, s);
+}
 
 // Expected per-weight quantities of one hand-made row, written out by hand from the formulas.
 struct Hand {
   double w;
-  int code;      // the integer code
-  double coef;   // ∂q/∂α / (the STE weight of M): lsq round(v) − v inside, ±1 outside
-  bool window;   // the weight gets the STE gradient
+  int code;     // the integer code
+  double coef;  // ∂q/∂α / (the STE weight of M): lsq round(v) − v inside, ±1 outside
+  bool window;  // the weight gets the STE gradient
 };
 
 // Checks Y, dX, dW, dα of a single-row layer against the hand table (x, g given).
@@ -80,16 +84,19 @@ void check_hand(const char* method, double alpha, const std::vector<Hand>& row, 
     for (int64_t t = 0; t < T; ++t) m += gv[static_cast<size_t>(t)] * xp[t * in + i];
     CHECK(r.dw.data<double>()[i] == doctest::Approx(h.window ? m : 0.0).epsilon(1e-12));
     for (int64_t t = 0; t < T; ++t)
-      CHECK(r.dx.data<double>()[t * in + i] ==
-            doctest::Approx(gv[static_cast<size_t>(t)] * h.code * level_unit * alpha).epsilon(1e-12));
+      CHECK(
+          r.dx.data<double>()[t * in + i] ==
+          doctest::Approx(gv[static_cast<size_t>(t)] * h.code * level_unit * alpha).epsilon(1e-12));
     dalpha += h.coef * m;
   }
   for (int64_t t = 0; t < T; ++t) {
     double y = 0;
-    for (int64_t i = 0; i < in; ++i) y += xp[t * in + i] * row[static_cast<size_t>(i)].code * level_unit * alpha;
+    for (int64_t i = 0; i < in; ++i)
+      y += xp[t * in + i] * row[static_cast<size_t>(i)].code * level_unit * alpha;
     CHECK(r.y.data<double>()[t] == doctest::Approx(y).epsilon(1e-12));
   }
-  CHECK(r.ds.data<double>()[0] == doctest::Approx(dalpha / std::sqrt(static_cast<double>(in))).epsilon(1e-12));
+  CHECK(r.ds.data<double>()[0] ==
+        doctest::Approx(dalpha / std::sqrt(static_cast<double>(in))).epsilon(1e-12));
   // export: codes and the ternary scale
   const TernaryView v = quantize_learnable(w, s, method);
   for (int64_t i = 0; i < in; ++i) {
@@ -118,7 +125,8 @@ nn::LlamaConfig tiny(int64_t hidden, int64_t inter, int64_t layers) {
 
 Tensor random_ids(Rng& rng, int64_t B, int64_t T, int64_t V) {
   Tensor ids = Tensor::empty({B, T}, DType::i32);
-  for (int64_t i = 0; i < B * T; ++i) ids.data<int32_t>()[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
+  for (int64_t i = 0; i < B * T; ++i)
+    ids.data<int32_t>()[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
   return ids;
 }
 
@@ -148,11 +156,11 @@ TEST_CASE("seq: levels ±2α/3, clip at ±0.99, ParetoQ's gradients in closed fo
   const double a = 1.5;
   auto in_row = [&](double v, int code) { return Hand{v * a, code, code / 1.5 - v, true}; };
   const std::vector<Hand> row = {
-      in_row(0.3, 0),     // 0.45 → 0
-      in_row(-0.3, 0),    // −0.45 → 0
-      in_row(0.4, 1),     // 0.6 → 1
-      in_row(-0.5, -1),   // −0.75 → −1
-      in_row(0.98, 1),    // 1.47 → 1
+      in_row(0.3, 0),    // 0.45 → 0
+      in_row(-0.3, 0),   // −0.45 → 0
+      in_row(0.4, 1),    // 0.6 → 1
+      in_row(-0.5, -1),  // −0.75 → −1
+      in_row(0.98, 1),   // 1.47 → 1
       in_row(0.0, 0),
       Hand{0.995 * a, 1, 1.0, false},   // clamp 0.99·1.5 = 1.485 → 1; coef Q_p = +1
       Hand{-2.0 * a, -1, -1.0, false},  // clipped below
@@ -181,7 +189,8 @@ TEST_CASE("lsq/seq: dα matches float64 finite differences of the forward plus t
         const double a = s.data<double>()[j];
         for (int rep = 0; rep < 4; ++rep) {
           const double v = std::abs(wv / a);
-          const std::vector<double> kinks = lsq ? std::vector<double>{0.5, 1.0, 1.5} : std::vector<double>{1.0 / 3, 0.99};
+          const std::vector<double> kinks =
+              lsq ? std::vector<double>{0.5, 1.0, 1.5} : std::vector<double>{1.0 / 3, 0.99};
           for (double k : kinks)
             if (std::abs(v - k) < 0.02) wv += (wv >= 0 ? 0.05 : -0.05) * a;
         }
@@ -191,7 +200,8 @@ TEST_CASE("lsq/seq: dα matches float64 finite differences of the forward plus t
     auto objective = [&](const Tensor& sc) {
       const Var y = quant_linear(Var::constant(x), Var::constant(w), Var::constant(sc), cfg);
       double acc = 0;
-      for (int64_t k = 0; k < T * out; ++k) acc += y.value().data<double>()[k] * g.data<double>()[k];
+      for (int64_t k = 0; k < T * out; ++k)
+        acc += y.value().data<double>()[k] * g.data<double>()[k];
       return acc;
     };
     const double h = 1e-6;
@@ -205,7 +215,8 @@ TEST_CASE("lsq/seq: dα matches float64 finite differences of the forward plus t
       double ste = 0;
       for (int64_t i = 0; i < in; ++i) {
         double m = 0;
-        for (int64_t t = 0; t < T; ++t) m += g.data<double>()[t * out + j] * x.data<double>()[t * in + i];
+        for (int64_t t = 0; t < T; ++t)
+          m += g.data<double>()[t * out + j] * x.data<double>()[t * in + i];
         const double v = w.data<double>()[j * in + i] / s.data<double>()[j];
         if (std::abs(v) <= hi) {
           ste += v * m;
@@ -224,7 +235,8 @@ TEST_CASE("lsq/seq: dα matches float64 finite differences of the forward plus t
     autograd::GradCheckOptions o;
     o.wrt = {true, false, false};
     const auto gc = autograd::check_gradients(
-        [&](const std::vector<Var>& v) { return quant_linear(v[0], v[1], v[2], cfg); }, {x, w, s}, o);
+        [&](const std::vector<Var>& v) { return quant_linear(v[0], v[1], v[2], cfg); }, {x, w, s},
+        o);
     CHECK_MESSAGE(gc.ok, gc.report);
   }
 }
@@ -232,7 +244,8 @@ TEST_CASE("lsq/seq: dα matches float64 finite differences of the forward plus t
 TEST_CASE("lsq/seq: scale_grad tensor divides dα by √out more; α is floored at 1e-5") {
   Rng rng = make_rng(13);
   const int64_t T = 4, in = 16, out = 9;
-  const Tensor x = Tensor::randn({T, in}, rng, 1.0, DType::f64), g = Tensor::randn({T, out}, rng, 1.0, DType::f64);
+  const Tensor x = Tensor::randn({T, in}, rng, 1.0, DType::f64),
+               g = Tensor::randn({T, out}, rng, 1.0, DType::f64);
   const Tensor w = Tensor::randn({out, in}, rng, 1.0, DType::f64);
   const Tensor s = learnable_scale_init(w);
   for (const char* method : {"lsq", "seq"}) {
@@ -248,13 +261,15 @@ TEST_CASE("lsq/seq: scale_grad tensor divides dα by √out more; α is floored 
       const double wk = w.data<double>()[k];
       CHECK(v.codes.data<int8_t>()[k] == (wk > 0 ? 1 : (wk < 0 ? -1 : 0)));
     }
-    CHECK(v.alpha.data<double>()[0] == doctest::Approx(1e-5 * (std::string(method) == "lsq" ? 1.0 : 2.0 / 3.0)));
+    CHECK(v.alpha.data<double>()[0] ==
+          doctest::Approx(1e-5 * (std::string(method) == "lsq" ? 1.0 : 2.0 / 3.0)));
     const Grads z = run(x, w, zero, g, row);
     for (int64_t k = 0; k < out * in; ++k) CHECK(z.dw.data<double>()[k] == 0.0);  // all clipped
   }
 }
 
-TEST_CASE("QuantLinear lsq/seq: weight_scale parameter, init from max|w|, export = forward, errors") {
+TEST_CASE(
+    "QuantLinear lsq/seq: weight_scale parameter, init from max|w|, export = forward, errors") {
   Rng rng = make_rng(14);
   nn::Linear lin(32, 6);
   lin.init_parameters(rng, 0.5);
@@ -294,13 +309,16 @@ TEST_CASE("QuantLinear lsq/seq: weight_scale parameter, init from max|w|, export
   bad2.scale_grad = "rows";
   CHECK(error_of([&] { bad2.validate(); }).find("quant.scale_grad") != std::string::npos);
   const Var xv = Var::constant(Tensor::zeros({2, 32})), wv = Var::constant(Tensor::zeros({6, 32}));
-  CHECK(error_of([&] { quant_linear(xv, wv, learn_cfg("lsq")); }).find("learnable scale") != std::string::npos);
-  CHECK(error_of([&] { quant_linear(xv, wv, Var::constant(Tensor::zeros({5})), learn_cfg("lsq")); })
-            .find("scale must be [6]") != std::string::npos);
+  CHECK(error_of([&] { quant_linear(xv, wv, learn_cfg("lsq")); }).find("learnable scale") !=
+        std::string::npos);
+  CHECK(error_of([&] {
+          quant_linear(xv, wv, Var::constant(Tensor::zeros({5})), learn_cfg("lsq"));
+        }).find("scale must be [6]") != std::string::npos);
   // quantize_model rejects group granularity before swapping anything
   nn::LlamaForCausalLM m(tiny(32, 64, 1));
   CHECK(error_of([&] { quantize_model(m, bad); }).find("granularity") != std::string::npos);
-  CHECK(dynamic_cast<const QuantLinear*>(&m.submodule("model.layers.0.self_attn.q_proj")) == nullptr);
+  CHECK(dynamic_cast<const QuantLinear*>(&m.submodule("model.layers.0.self_attn.q_proj")) ==
+        nullptr);
 }
 
 TEST_CASE("lsq/seq: weight_scale round-trips through state_dict and an HF checkpoint directory") {
@@ -314,7 +332,8 @@ TEST_CASE("lsq/seq: weight_scale round-trips through state_dict and an HF checkp
     if (name.size() > 13 && name.compare(name.size() - 13, 13, ".weight_scale") == 0) {
       ++n_scale;
       Tensor v = p.value().clone();
-      for (int64_t j = 0; j < v.numel(); ++j) v.data<float>()[j] *= 1.0f + 0.01f * static_cast<float>(j % 7);
+      for (int64_t j = 0; j < v.numel(); ++j)
+        v.data<float>()[j] *= 1.0f + 0.01f * static_cast<float>(j % 7);
       p.set_value(v);  // as training would move it
     }
   }
@@ -322,7 +341,8 @@ TEST_CASE("lsq/seq: weight_scale round-trips through state_dict and an HF checkp
   test::TempDir dir("learnable_ckpt");
   nn::save_llama(m, dir.path.string());
   // A plain (unquantized) loader rejects the extra tensors and names one of them.
-  CHECK(error_of([&] { nn::load_llama(dir.path.string()); }).find("weight_scale") != std::string::npos);
+  CHECK(error_of([&] { nn::load_llama(dir.path.string()); }).find("weight_scale") !=
+        std::string::npos);
   // The quantized model of the same config loads them strictly.
   nn::LlamaForCausalLM m2(m.config());
   REQUIRE(quantize_model(m2, cfg) == 14);
@@ -347,7 +367,8 @@ TEST_CASE("a tiny LLaMA with lsq or seq projections trains (AdamW, loss drops)")
     const Tensor ids = random_ids(rng, 2, 16, 40), targets = random_ids(rng, 2, 16, 40);
     train::AdamW opt(m.named_parameters());
     double first = 0, last = 0;
-    const Tensor s0 = m.submodule("model.layers.0.mlp.up_proj").named_parameters()[1].second.value().clone();
+    const Tensor s0 =
+        m.submodule("model.layers.0.mlp.up_proj").named_parameters()[1].second.value().clone();
     for (int step = 1; step <= 20; ++step) {
       m.zero_grad();
       autograd::Tape tape;
@@ -363,7 +384,8 @@ TEST_CASE("a tiny LLaMA with lsq or seq projections trains (AdamW, loss drops)")
     INFO("loss " << first << " -> " << last);
     CHECK(std::isfinite(last));
     CHECK(last < 0.8 * first);
-    const Tensor s1 = m.submodule("model.layers.0.mlp.up_proj").named_parameters()[1].second.value();
+    const Tensor s1 =
+        m.submodule("model.layers.0.mlp.up_proj").named_parameters()[1].second.value();
     CHECK_FALSE(compare(s0, s1, 0, 0).ok());  // α learned
   }
 }
