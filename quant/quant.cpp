@@ -4,6 +4,7 @@
 #include "quant/quant.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <set>
 #include <utility>
@@ -14,6 +15,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
+#include "nn/hf_checkpoint.h"
 
 namespace tq::quant {
 
@@ -502,6 +504,50 @@ int64_t quantize_model(nn::Module& model, const QuantConfig& cfg) {
     parent.replace_module(s.child, s.q);
   }
   return static_cast<int64_t>(swaps.size());
+}
+
+std::unique_ptr<nn::LlamaForCausalLM> load_quantized_llama(const std::string& dir, const QuantConfig& cfg) {
+  namespace fs = std::filesystem;
+  const std::string cfg_path = (fs::path(dir) / "config.json").string();
+  TQ_CHECK(fs::exists(cfg_path), "[load_quantized_llama] {} does not exist — hint: point at the checkpoint directory",
+           cfg_path);
+  const nn::LlamaConfig mc = nn::LlamaConfig::from_json(read_json_file(cfg_path), cfg_path);
+  nn::HfWeights w = nn::read_hf_weights(dir);
+  auto ends_with = [](const std::string& n, const std::string& suf) {
+    return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  for (auto it = w.tensors.begin(); it != w.tensors.end();) {  // as nn::load_llama
+    const bool drop = ends_with(it->first, ".rotary_emb.inv_freq") ||
+                      (mc.tie_word_embeddings && it->first == "lm_head.weight");
+    it = drop ? w.tensors.erase(it) : std::next(it);
+  }
+  auto model = std::make_unique<nn::LlamaForCausalLM>(mc);
+  quantize_model(*model, cfg);
+  const std::string source = w.files.size() == 1 ? w.files.front() : (fs::path(dir) / "model.safetensors.index.json").string();
+  const std::string suffix = std::string(".") + kScaleParamName;
+  int64_t scales = 0, present = 0;
+  for (const auto& [name, p] : model->named_parameters()) {
+    if (!ends_with(name, suffix)) continue;
+    ++scales;
+    present += w.tensors.count(name) ? 1 : 0;
+  }
+  if (scales > 0 && present == 0) {
+    // A plain HF model: every other tensor must match exactly; then α = max|w|.
+    std::set<std::string> names;
+    for (const auto& [name, p] : model->named_parameters()) {
+      names.insert(name);
+      if (!ends_with(name, suffix))
+        TQ_CHECK(w.tensors.count(name), "[load_quantized_llama] {}: missing tensor '{}'", source, name);
+    }
+    for (const auto& [name, t] : w.tensors)
+      TQ_CHECK(names.count(name), "[load_quantized_llama] {}: unexpected tensor '{}'", source, name);
+    model->load_state_dict(w.tensors, /*strict=*/false, source);
+    for (auto& [name, m] : model->named_modules())
+      if (auto* q = dynamic_cast<QuantLinear*>(m)) q->init_weight_scale();
+  } else {
+    model->load_state_dict(w.tensors, /*strict=*/true, source);
+  }
+  return model;
 }
 
 }  // namespace tq::quant

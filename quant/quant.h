@@ -20,6 +20,7 @@
 
 #include "core/tensor.h"
 #include "nn/layers.h"
+#include "nn/llama.h"
 
 namespace tq::quant {
 
@@ -132,5 +133,12 @@ class QuantLinear : public nn::Linear {
 // a QuantLinear sharing its weight; returns the number swapped. Everything is validated before the
 // first swap (lsq/seq: granularity must be channel, checked by cfg.validate()). With method "none" it still swaps (the QuantLinear then behaves as nn::Linear).
 int64_t quantize_model(nn::Module& model, const QuantConfig& cfg);
+
+// An HF checkpoint directory loaded into a LLaMA quantized with cfg: the model is built from
+// dir/config.json, quantize_model(cfg) swaps its projections, then the weights load strictly (the
+// tensors HF ignores are dropped as in nn::load_llama). For lsq/seq a checkpoint without any
+// `*.weight_scale` (a plain HF model) starts from α = max|w| per row; one written by save_llama after
+// QAT restores the saved α. Either all scales are present or none.
+std::unique_ptr<nn::LlamaForCausalLM> load_quantized_llama(const std::string& dir, const QuantConfig& cfg);
 
 }  // namespace tq::quant

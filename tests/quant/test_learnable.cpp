@@ -389,3 +389,55 @@ TEST_CASE("a tiny LLaMA with lsq or seq projections trains (AdamW, loss drops)")
     CHECK_FALSE(compare(s0, s1, 0, 0).ok());  // α learned
   }
 }
+
+TEST_CASE(
+    "load_quantized_llama: a plain HF model gets α = max|w|; a QAT checkpoint restores its α") {
+  const std::string plain = test::source_path("tests/reference/data/tiny_llama");
+  const auto ref = nn::load_llama(plain);
+  const QuantConfig cfg = learn_cfg("lsq");
+  const auto m = load_quantized_llama(plain, cfg);
+  const auto a = ref->named_parameters(), b = m->named_parameters();
+  REQUIRE(b.size() == a.size() + 7 * static_cast<size_t>(ref->config().num_hidden_layers));
+  size_t ia = 0;
+  for (const auto& [name, p] : b) {
+    INFO(name);
+    if (name.size() > 13 && name.compare(name.size() - 13, 13, ".weight_scale") == 0) {
+      const std::string wname = name.substr(0, name.size() - 6);  // "...weight"
+      CHECK(compare(p.value(),
+                    learnable_scale_init(m->submodule(wname.substr(0, wname.size() - 7))
+                                             .named_parameters()[0]
+                                             .second.value()),
+                    0, 0)
+                .ok());
+      continue;
+    }
+    REQUIRE(ia < a.size());
+    CHECK(name == a[ia].first);
+    CHECK(compare(p.value(), a[ia].second.value(), 0, 0).ok());
+    ++ia;
+  }
+  // After QAT (scales moved), save_llama + load_quantized_llama restores them exactly.
+  for (auto& [name, p] : m->named_parameters())
+    if (name.find("weight_scale") != std::string::npos) {
+      Tensor v = p.value().clone();
+      v.data<float>()[0] *= 1.5f;
+      p.set_value(v);
+    }
+  test::TempDir dir("load_quantized");
+  nn::save_llama(*m, dir.path.string());
+  const auto m2 = load_quantized_llama(dir.path.string(), cfg);
+  const auto c = m->named_parameters(), d = m2->named_parameters();
+  REQUIRE(c.size() == d.size());
+  for (size_t i = 0; i < c.size(); ++i)
+    CHECK(compare(c[i].second.value(), d[i].second.value(), 0, 0).ok());
+  // Other methods load the plain model too (no scales); errors name the file.
+  QuantConfig tq_cfg;
+  tq_cfg.granularity = Granularity::channel;
+  CHECK(load_quantized_llama(plain, tq_cfg)->named_parameters().size() == a.size());
+  CHECK(error_of([&] {
+          load_quantized_llama(dir.path.string() + "/nope", cfg);
+        }).find("config.json") != std::string::npos);
+  // a QAT checkpoint loaded with a non-learnable method: the scales are unexpected
+  CHECK(error_of([&] { load_quantized_llama(dir.path.string(), tq_cfg); }).find("weight_scale") !=
+        std::string::npos);
+}
