@@ -4,6 +4,7 @@
 #include "quant/quant.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <set>
 #include <utility>
@@ -14,6 +15,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
+#include "nn/hf_checkpoint.h"
 
 namespace tq::quant {
 
@@ -21,7 +23,7 @@ using autograd::Var;
 
 namespace {
 
-enum class Method { none, ste, minima, tequila, tequila_nomix };
+enum class Method { none, ste, minima, tequila, tequila_nomix, lsq, seq };
 
 Method parse_method(const std::string& m) {
   if (m == "none") return Method::none;
@@ -29,8 +31,10 @@ Method parse_method(const std::string& m) {
   if (m == "minima") return Method::minima;
   if (m == "tequila") return Method::tequila;
   if (m == "tequila_nomix") return Method::tequila_nomix;
+  if (m == "lsq") return Method::lsq;
+  if (m == "seq") return Method::seq;
   TQ_THROW("[QuantConfig] unknown quant.method '{}' — hint: none | absmean | absmedian | twn | "
-           "minima | tequila | tequila_nomix",
+           "minima | tequila | tequila_nomix | lsq | seq",
            m);
 }
 
@@ -94,6 +98,7 @@ struct QuantOut {
   T* deq = nullptr;          // [out, in] t∘α
   uint8_t* dead = nullptr;   // [out, in]
   T* bias = nullptr;         // [out] λ·Σ_dead w
+  T* delta = nullptr;        // like alpha: Δ per group
 };
 
 // Codes (and t∘α, the dead mask) of one group with α = a, Δ = d; returns Σ of its dead weights.
@@ -138,6 +143,7 @@ void quantize_pass(const T* w, int64_t out, int64_t in, Quantizer q, Granularity
     std::vector<T> buf;
     group_stats(w, out * in, q, buf, ta, td);
     if (o.alpha) o.alpha[0] = ta;
+    if (o.delta) o.delta[0] = td;
   }
   parallel_for(out, 8, [&](int64_t b, int64_t e) {
     std::vector<T> buf;
@@ -150,6 +156,7 @@ void quantize_pass(const T* w, int64_t out, int64_t in, Quantizer q, Granularity
         if (gran != Granularity::tensor) {
           group_stats(wg, G, q, buf, a, d);
           if (o.alpha) o.alpha[j * ng + g] = a;
+          if (o.delta) o.delta[j * ng + g] = d;
         }
         const int64_t base = j * in + g * G;
         if (o.codes == nullptr)  // training: t∘α only (the dead mask is t∘α == 0)
@@ -225,7 +232,17 @@ void QuantConfig::validate() const {
   TQ_CHECK(minima_grad == "paper" || minima_grad == "code",
            "[QuantConfig] unknown quant.minima_grad '{}' — hint: paper | code", minima_grad);
   for (const auto& l : layers) TQ_CHECK(!l.empty(), "[QuantConfig] quant.layers has an empty name");
+  TQ_CHECK(scale_grad == "row" || scale_grad == "tensor",
+           "[QuantConfig] unknown quant.scale_grad '{}' — hint: row | tensor", scale_grad);
+  if (method_is_learnable(method)) {
+    TQ_CHECK(granularity == Granularity::channel,
+             "[QuantConfig] quant.method {} learns one scale per output channel but quant.granularity is "
+             "{} — hint: set quant.granularity: channel",
+             method, granularity_name(granularity));
+  }
 }
+
+bool method_is_learnable(const std::string& method) { return method == "lsq" || method == "seq"; }
 
 TernaryView quantize_ternary(const Tensor& w, Quantizer q, Granularity g, int64_t group_size,
                              double lambda) {
@@ -244,6 +261,7 @@ TernaryView quantize_ternary(const Tensor& w, Quantizer q, Granularity g, int64_
   v.alpha = g == Granularity::tensor ? Tensor::empty({1, 1}, w.dtype())
                                      : Tensor::empty({out, n_groups_of(g, in, group_size)}, w.dtype());
   v.bias = Tensor::empty({out}, w.dtype());
+  v.delta = Tensor::empty(v.alpha.shape(), w.dtype());
   dispatch_float(w.dtype(), "quantize_ternary", [&](auto tag) {
     using T = decltype(tag);
     QuantOut<T> o;
@@ -251,6 +269,7 @@ TernaryView quantize_ternary(const Tensor& w, Quantizer q, Granularity g, int64_
     o.alpha = v.alpha.data<T>();
     o.dead = v.dead.data<uint8_t>();
     o.bias = v.bias.data<T>();
+    o.delta = v.delta.data<T>();
     quantize_pass<T>(wc.data<T>(), out, in, q, g, group_size, lambda, o);
   });
   return v;
@@ -296,6 +315,10 @@ Var quant_linear(const Var& x, const Var& weight, const QuantConfig& cfg, Tensor
   TQ_CHECK(x.dtype() == weight.dtype(), "[quant_linear] dtype mismatch {} vs {}", dtype_name(x.dtype()),
            dtype_name(weight.dtype()));
   if (method == Method::none) return autograd::linear(x, weight);
+  TQ_CHECK(method != Method::lsq && method != Method::seq,
+           "[quant_linear] method {} needs its learnable scale — hint: call quant_linear(x, weight, scale, cfg) "
+           "or use QuantLinear",
+           cfg.method);
   check_group("quant_linear", cfg.granularity, in, cfg.group_size);
   const Quantizer q = method_quantizer(cfg.method);
   const int64_t rows = x.numel() / in;
@@ -415,6 +438,19 @@ QuantLinear::QuantLinear(int64_t in_features, int64_t out_features, const QuantC
     : nn::Linear(in_features, out_features, /*bias=*/false), cfg_(cfg) {
   cfg_.validate();
   if (cfg_.method != "none") check_group("QuantLinear", cfg_.granularity, in_features, cfg_.group_size);
+  if (method_is_learnable(cfg_.method)) {
+    weight_scale_ = register_parameter(kScaleParamName,
+                                       autograd::Var::parameter(Tensor::zeros({out_features}), kScaleParamName));
+  }
+}
+
+void QuantLinear::init_weight_scale() {
+  if (weight_scale_.defined()) weight_scale_.set_value(learnable_scale_init(weight().value()));
+}
+
+void QuantLinear::init_parameters(Rng& rng, double stddev) {
+  nn::Linear::init_parameters(rng, stddev);
+  init_weight_scale();
 }
 
 std::shared_ptr<QuantLinear> QuantLinear::from_linear(const nn::Linear& linear, const QuantConfig& cfg) {
@@ -423,16 +459,19 @@ std::shared_ptr<QuantLinear> QuantLinear::from_linear(const nn::Linear& linear, 
            linear.out_features(), linear.in_features());
   auto q = std::make_shared<QuantLinear>(linear.in_features(), linear.out_features(), cfg);
   q->weight().impl()->value = linear.weight().value();  // share the storage, no copy
+  q->init_weight_scale();
   return q;
 }
 
 Var QuantLinear::forward(const Var& x) const {
   TQ_CHECK(x.dim() >= 1 && x.size(-1) == in_features(),
            "[QuantLinear] input {} does not end in in_features {}", shape_str(x.shape()), in_features());
+  if (weight_scale_.defined()) return quant_linear(x, weight(), weight_scale_, cfg_, &deq_workspace_);
   return quant_linear(x, weight(), cfg_, &deq_workspace_);
 }
 
 TernaryView QuantLinear::export_ternary() const {
+  if (weight_scale_.defined()) return quantize_learnable(weight().value(), weight_scale_.value(), cfg_.method);
   const bool has_bias = cfg_.method == "tequila" || cfg_.method == "tequila_nomix";
   return quantize_ternary(weight().value(), method_quantizer(cfg_.method), cfg_.granularity,
                           cfg_.group_size, has_bias ? cfg_.lambda : 0.0);
@@ -465,6 +504,50 @@ int64_t quantize_model(nn::Module& model, const QuantConfig& cfg) {
     parent.replace_module(s.child, s.q);
   }
   return static_cast<int64_t>(swaps.size());
+}
+
+std::unique_ptr<nn::LlamaForCausalLM> load_quantized_llama(const std::string& dir, const QuantConfig& cfg) {
+  namespace fs = std::filesystem;
+  const std::string cfg_path = (fs::path(dir) / "config.json").string();
+  TQ_CHECK(fs::exists(cfg_path), "[load_quantized_llama] {} does not exist — hint: point at the checkpoint directory",
+           cfg_path);
+  const nn::LlamaConfig mc = nn::LlamaConfig::from_json(read_json_file(cfg_path), cfg_path);
+  nn::HfWeights w = nn::read_hf_weights(dir);
+  auto ends_with = [](const std::string& n, const std::string& suf) {
+    return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  for (auto it = w.tensors.begin(); it != w.tensors.end();) {  // as nn::load_llama
+    const bool drop = ends_with(it->first, ".rotary_emb.inv_freq") ||
+                      (mc.tie_word_embeddings && it->first == "lm_head.weight");
+    it = drop ? w.tensors.erase(it) : std::next(it);
+  }
+  auto model = std::make_unique<nn::LlamaForCausalLM>(mc);
+  quantize_model(*model, cfg);
+  const std::string source = w.files.size() == 1 ? w.files.front() : (fs::path(dir) / "model.safetensors.index.json").string();
+  const std::string suffix = std::string(".") + kScaleParamName;
+  int64_t scales = 0, present = 0;
+  for (const auto& [name, p] : model->named_parameters()) {
+    if (!ends_with(name, suffix)) continue;
+    ++scales;
+    present += w.tensors.count(name) ? 1 : 0;
+  }
+  if (scales > 0 && present == 0) {
+    // A plain HF model: every other tensor must match exactly; then α = max|w|.
+    std::set<std::string> names;
+    for (const auto& [name, p] : model->named_parameters()) {
+      names.insert(name);
+      if (!ends_with(name, suffix))
+        TQ_CHECK(w.tensors.count(name), "[load_quantized_llama] {}: missing tensor '{}'", source, name);
+    }
+    for (const auto& [name, t] : w.tensors)
+      TQ_CHECK(names.count(name), "[load_quantized_llama] {}: unexpected tensor '{}'", source, name);
+    model->load_state_dict(w.tensors, /*strict=*/false, source);
+    for (auto& [name, m] : model->named_modules())
+      if (auto* q = dynamic_cast<QuantLinear*>(m)) q->init_weight_scale();
+  } else {
+    model->load_state_dict(w.tensors, /*strict=*/true, source);
+  }
+  return model;
 }
 
 }  // namespace tq::quant

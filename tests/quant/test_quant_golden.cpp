@@ -141,6 +141,64 @@ TEST_CASE("quant golden: QuantLinear forward, backward and export match PyTorch 
   CHECK(files == 21);
 }
 
+// LSQ / SEQ: tests/reference/data/quant_{lsq,seq}_channel.safetensors (gen_reference.py,
+// "learnable-scale ternary baselines") hold x, w, grad_y as above plus the learnable scale α (F32 [8]),
+// and y, grad_x, grad_w, grad_scale (F64 [8]), the exported codes and ternary scale alpha (F64 [8, 1];
+// SEQ: α·2/3) and scale_init = max|w| per row (F64 [8]). The torch reference builds the forward from
+// straight-through constructs (round_pass, grad_scale, clamp) and takes every gradient from autograd.
+// v = w/α avoids the kinks by ≥ 0.01 except LSQ's planted exact ties v = ±0.5 (half to even → 0),
+// v = 1.5 and v = ±1 (window inclusive). grad_scale: rtol 1e-4, atol 1e-5.
+TEST_CASE("quant golden: lsq and seq (learnable per-channel scale) match PyTorch autograd") {
+  for (const std::string method : {"lsq", "seq"}) {
+    const std::string rel = "tests/reference/data/quant_" + method + "_channel.safetensors";
+    INFO(rel);
+    const SafetensorsFile f = SafetensorsFile::open(test::source_path(rel));
+    const auto& md = f.metadata();
+    REQUIRE(md.at("op") == "quant_linear_learnable");
+    REQUIRE(md.at("method") == method);
+    quant::QuantConfig cfg;
+    cfg.method = method;
+    cfg.granularity = quant::parse_granularity(md.at("granularity"));
+    cfg.scale_grad = md.at("scale_grad");
+    cfg.validate();
+
+    const Tensor w = f.get("w"), x = f.get("x"), grad_y = f.get("grad_y");
+    const int64_t out = w.size(0), in = w.size(1);
+    quant::QuantLinear layer(in, out, cfg);
+    Tensor latent = layer.weight().value();
+    latent.copy_from(w);
+    layer.init_weight_scale();
+    check_close("scale_init (max|w| per row)", layer.weight_scale().value(), f.get("scale_init"), 0, 0);
+    Tensor scale = layer.weight_scale().value();
+    scale.copy_from(f.get("scale"));
+
+    Tape tape;
+    Var xv = Var::parameter(x.clone(), "x");
+    Var y;
+    {
+      RecordScope rec(tape);
+      y = layer.forward(xv);
+    }
+    const double ey = check_close("y", y.value(), f.get("y"), kYRtol, kYAtol);
+    tape.backward(y, grad_y.clone());
+    REQUIRE(layer.weight().has_grad());
+    REQUIRE(layer.weight_scale().has_grad());
+    const double egx = check_close("grad_x", xv.grad(), f.get("grad_x"), kGradRtol, kGradAtol);
+    const double egw = check_close("grad_w", layer.weight().grad(), f.get("grad_w"), kGradRtol, kGradAtol);
+    const double egs = check_close("grad_scale", layer.weight_scale().grad(), f.get("grad_scale"), kGradRtol, kGradAtol);
+
+    const quant::TernaryView v = layer.export_ternary();
+    CHECK(v.granularity == quant::Granularity::channel);
+    check_close("codes", v.codes.to(DType::f64), f.get("codes").to(DType::f64), 0, 0);
+    check_close("alpha (ternary scale)", v.alpha, f.get("alpha"), kAlphaRtol, 0);
+    int64_t n_dead = 0;
+    for (int64_t k = 0; k < v.dead.numel(); ++k) n_dead += v.dead.data<uint8_t>()[k];
+    CHECK(n_dead == std::stoll(md.at("n_dead")));
+    MESSAGE("quant_" << method << "_channel vs torch f64: y " << ey << ", grad_x " << egx << ", grad_w " << egw
+                     << ", grad_scale " << egs);
+  }
+}
+
 #else
 TEST_CASE("quant golden: skipped (quant/quant.h not present)") { MESSAGE("quant/quant.h missing"); }
 #endif

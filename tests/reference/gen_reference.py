@@ -697,6 +697,169 @@ CASES += quant_cases()
 
 
 # --------------------------------------------------------------------------------------------------
+# learnable-scale ternary baselines LSQ and SEQ (spec 5.2; ParetoQ's formulation where the spec is silent)
+# --------------------------------------------------------------------------------------------------
+
+LEARN_ALPHA_FACTOR = [1.0, 1.0, 0.75, 0.5, 1.25, 1.0, 0.625, 0.875]  # alpha_j = factor_j * max|w_j| (dyadic)
+LEARN_FLOOR = 1e-5
+SEQ_CLIP, SEQ_LEVELS = 0.99, 1.5
+LEARN_KINKS = {"lsq": [0.5, 1.0, 1.5], "seq": [1.0 / 3.0, SEQ_CLIP]}
+LEARN_TOL = (1e-4, 1e-5)  # (rtol, atol) the C++ test uses for grad_scale
+
+
+def grad_scale(t, s):
+    """Value t, gradient times s (the LSQ paper's gradient-scale construct)."""
+    return (t - t * s).detach() + t * s
+
+
+def round_pass(t):
+    """Value round(t) (half to even), gradient 1 (straight through)."""
+    return (t.round() - t).detach() + t
+
+
+def learnable_ref(x, w, alpha, method, n_grad, variant=None):
+    """y [T, out] of the LSQ / SEQ layer with per-row alpha [out]; every gradient comes from torch.autograd.
+
+    variant (sensitivity only): 'half_away' rounds ties away from zero, 'no_scale' drops g,
+    'true_clip_grad' gives SEQ's clipped weights their level 2/3 as d/dalpha (not ParetoQ's Q_p = 1),
+    'ste_everywhere' lets every latent weight through."""
+    g = 1.0 if variant == "no_scale" else 1.0 / math.sqrt(n_grad)
+    a = grad_scale(alpha, g)[:, None]
+    v = w / a
+    rnd = round_pass if variant != "half_away" else (lambda t: (torch.sign(t) * torch.floor(t.abs() + 0.5) - t).detach() + t)
+    if method == "lsq":  # q = clamp(round(w/a), -1, 1) * a; d/da inside: round(v) - v, outside: +-1 (= the level)
+        c = torch.clamp(v, -1.0, 1.0)
+        q = rnd(c) * a
+    else:  # seq: q = round(clamp(w/a, +-0.99) * 1.5) / 1.5 * a
+        c = torch.clamp(v, -SEQ_CLIP, SEQ_CLIP)
+        q = rnd(c * SEQ_LEVELS) / SEQ_LEVELS * a
+        if variant != "true_clip_grad":  # ParetoQ: d/da = Q_p = +-1 outside the window, the level is only 2/3
+            out = (v.detach().abs() > SEQ_CLIP).double()
+            q = q + (a - a.detach()) * torch.sign(v.detach()) * out * (1.0 - 1.0 / SEQ_LEVELS)
+    if variant == "ste_everywhere":
+        q = q + (w - w.detach()) * (1 - ((v.detach() >= -1) & (v.detach() <= 1)).double() if method == "lsq" else
+                                    1 - (v.detach().abs() <= SEQ_CLIP).double())
+    return torch.matmul(x, q.t())
+
+
+def learnable_explicit(x, w, alpha, gy, method, n_grad):
+    """ParetoQ's backward formulas written out (no autograd), to cross-check learnable_ref."""
+    x, w, a, gy = x.detach(), w.detach(), alpha.detach()[:, None], gy.double()
+    v = w / a
+    hi = 1.0 if method == "lsq" else SEQ_CLIP
+    inside = (v >= -hi) & (v <= hi)
+    if method == "lsq":
+        lvl = torch.clamp(v.round(), -1, 1)
+    else:
+        lvl = torch.round(torch.clamp(v, -SEQ_CLIP, SEQ_CLIP) * SEQ_LEVELS) / SEQ_LEVELS
+    m = gy.t() @ x
+    coef = torch.where(inside, lvl - v, torch.sign(v))
+    q = lvl * a
+    return (x @ q.t(), gy @ q, torch.where(inside, m, torch.zeros_like(m)), (coef * m).sum(1) / math.sqrt(n_grad),
+            lvl)
+
+
+def learnable_inputs(method, inputs):
+    """x, w (f32, 1/4096 grid), alpha (f32) for one method: v = w/alpha kept away from the kinks,
+    except LSQ's planted exact ties v = +-0.5 (half to even: 0), v = 1.5 (clipped) and v = +-1 (inclusive)."""
+    x, ws, grad_y = inputs
+    k = torch.round(ws["channel"].double() * QUANT_GRID).long()
+    O, I = k.shape
+    m = []
+    for j in range(O):
+        mj = int(k[j].abs().max())
+        mj -= mj % 8  # alpha in grid units, divisible by 8 so that the planted ties are integers
+        m.append(int(mj * LEARN_ALPHA_FACTOR[j]))
+        assert m[-1] * 1.0 == mj * LEARN_ALPHA_FACTOR[j] and m[-1] % 2 == 0
+    planted = {}
+    if method == "lsq":
+        for j in range(O):
+            planted[(j, 3 + j)] = m[j] // 2
+            planted[(j, 40 + j)] = -(m[j] // 2)
+            planted[(j, 80 + j)] = 3 * m[j] // 2
+            planted[(j, 120 + j)] = -m[j]
+            planted[(j, 160 + j)] = m[j]
+    kinks = LEARN_KINKS[method]
+    for j in range(O):
+        for i in range(I):
+            if (j, i) in planted:
+                k[j, i] = planted[(j, i)]
+                continue
+            for _ in range(8):  # push |v| at least 0.01 away from every kink
+                v = abs(int(k[j, i])) / m[j]
+                near = [kk for kk in kinks if abs(v - kk) < 0.01]
+                if not near:
+                    break
+                step = max(1, int(0.02 * m[j]))
+                k[j, i] += step if k[j, i] >= 0 else -step
+    w = (k.double() / QUANT_GRID).float()
+    alpha = (torch.tensor(m, dtype=torch.float64) / QUANT_GRID).float()
+    return x, w, alpha, grad_y, len(planted)
+
+
+def case_quant_learnable(method, inputs):
+    name = "quant_%s_channel" % method
+    x, w, alpha, grad_y, n_planted = learnable_inputs(method, inputs)
+    n_grad = QUANT_IN  # scale_grad "row": N = in_features (elements per alpha), Q_p = 1
+    xd, wd, ad = up(x), up(w), up(alpha)
+    y = learnable_ref(xd, wd, ad, method, n_grad)
+    gx, gw, ga = vjp(y, grad_y, [xd, wd, ad])
+    ex_y, ex_gx, ex_gw, ex_ga, lvl = learnable_explicit(xd, wd, ad, grad_y, method, n_grad)
+    for a_, b_, what in ((y, ex_y, "y"), (gx, ex_gx, "grad_x"), (gw, ex_gw, "grad_w"), (ga, ex_ga, "grad_scale")):
+        assert max_abs(a_, b_) < 1e-12, (name, what, max_abs(a_, b_))
+    codes = torch.round(lvl * (1.0 if method == "lsq" else SEQ_LEVELS)).to(torch.int8)
+    scale_out = alpha.double() * (1.0 if method == "lsq" else 1.0 / SEQ_LEVELS)  # the ternary scale per row
+    v = wd.detach() / ad.detach()[:, None]
+    hi = 1.0 if method == "lsq" else SEQ_CLIP
+    n_clip = int((v.abs() > hi).sum())
+    print("    %s: dead %.1f%%, clipped %d, planted exact v values %d" % (
+        name, 100.0 * float((codes == 0).double().mean()), n_clip, n_planted))
+    TY, TG = QUANT_Y_TOL, QUANT_GRAD_TOL
+    for variant, what, on in (("no_scale", "gradient scale g dropped: grad_scale", "ga"),
+                              ("ste_everywhere", "STE outside the window too: grad_w", "gw")):
+        yv = learnable_ref(xd, wd, ad, method, n_grad, variant)
+        gv = dict(zip(("gw", "ga"), vjp(yv, grad_y, [wd, ad])))
+        ref = gw if on == "gw" else ga
+        sensitivity(name, what + ", tol units", tol_excess(gv[on], ref, LEARN_TOL if on == "ga" else TG), 10.0)
+    (ga_t,) = vjp(learnable_ref(xd, wd, ad, method, QUANT_IN * QUANT_OUT), grad_y, [ad])
+    sensitivity(name, "scale_grad tensor (N = out*in): grad_scale, tol units", tol_excess(ga_t, ga, LEARN_TOL), 10.0)
+    if method == "lsq":
+        yh = learnable_ref(xd, wd, ad, method, n_grad, "half_away")
+        sensitivity(name, "ties rounded away from zero: y, tol units", tol_excess(yh, y, TY), 10.0)
+    else:
+        (gt,) = vjp(learnable_ref(xd, wd, ad, method, n_grad, "true_clip_grad"), grad_y, [ad])
+        sensitivity(name, "clip gradient 2/3 (level) instead of Q_p = 1, tol units", tol_excess(gt, ga, LEARN_TOL),
+                    10.0)
+    tensors = [("x", x), ("w", w), ("scale", alpha), ("grad_y", grad_y), ("y", y), ("grad_x", gx), ("grad_w", gw),
+               ("grad_scale", ga), ("codes", codes), ("alpha", scale_out[:, None].contiguous()),
+               ("scale_init", w.double().abs().max(1).values)]
+    desc = (
+        "learnable-scale ternary QuantLinear (%s), one scale per output row: %s; x [T,in], w [out,in] (latent), "
+        "scale F32 [out] (the learnable alpha), grads of sum(y*grad_y) w.r.t. x, w and scale (g = 1/sqrt(in)); "
+        "codes I8 [out,in]; alpha F64 [out,1] the exported ternary scale; scale_init F64 [out] = max|w| per row"
+        % (method, "q = clamp(round(w/a), -1, 1) * a, d/da = round(v) - v inside |v| <= 1, +-1 outside"
+           if method == "lsq" else "q = round(clamp(w/a, -0.99, 0.99) * 1.5) / 1.5 * a, d/da = level - v inside "
+           "|v| <= 0.99, +-1 outside (ParetoQ)"))
+    md = meta("quant_linear_learnable", desc, method=method, granularity="channel", scale_grad="row",
+              n_dead=int((codes == 0).sum()), n_clipped=n_clip, n_planted=n_planted, seed=QUANT_SEED)
+    return name, tensors, md
+
+
+def learnable_cases():
+    cache = {}
+
+    def inputs():
+        if "v" not in cache:
+            cache["v"] = quant_inputs()
+        return cache["v"]
+
+    return [lambda m=m: case_quant_learnable(m, inputs()) for m in ("lsq", "seq")]
+
+
+CASES += learnable_cases()
+
+
+# --------------------------------------------------------------------------------------------------
 # tiny LLaMA: an independent plain-PyTorch model with HF module names, its weights and a golden batch
 # --------------------------------------------------------------------------------------------------
 
