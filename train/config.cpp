@@ -363,6 +363,10 @@ TrainConfig TrainConfig::parse(const std::string& yaml_text, const std::string& 
       if (c.model.init == "scratch" && c.data.tokenizer_train.vocab_size > c.model.shape.vocab_size)
         t.fail("vocab_size", fmt::format("{} exceeds model.vocab_size {}", c.data.tokenizer_train.vocab_size,
                                          c.model.shape.vocab_size));
+      t.get("byte_fallback", c.data.tokenizer_train.byte_fallback);
+      if (c.data.tokenizer_train.byte_fallback && c.data.tokenizer_train.vocab_size < 260)
+        t.fail("vocab_size", "byte_fallback needs vocab_size ≥ 260 (256 byte pieces + unk/bos/eos); use "
+                             "byte_fallback: false for smaller vocabularies");
       t.finish();
     } else {
       s.node("tokenizer_train");
@@ -503,7 +507,8 @@ Json TrainConfig::to_json() const {
   if (data.tokenizer_train.enabled)
     d["tokenizer_train"] = {{"vocab_size", data.tokenizer_train.vocab_size},
                             {"model_type", data.tokenizer_train.model_type},
-                            {"input_sentence_size", data.tokenizer_train.input_sentence_size}};
+                            {"input_sentence_size", data.tokenizer_train.input_sentence_size},
+                            {"byte_fallback", data.tokenizer_train.byte_fallback}};
   j["data"] = d;
   j["optim"] = {{"name", optim.name},
                 {"lr", optim.lr},

@@ -43,6 +43,7 @@ struct TokenizerTrainSection {
   int64_t vocab_size = 0;
   std::string model_type = "bpe";  // bpe | unigram
   int64_t input_sentence_size = 2000000;
+  bool byte_fallback = true;  // needs vocab_size ≥ 512 (256 byte pieces)
 };
 
 struct DataSection {

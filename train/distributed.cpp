@@ -169,6 +169,13 @@ std::string Distributed::broadcast(const std::string& s) {
   return s;
 }
 
+void Distributed::abort(int rc) {
+#ifdef TQ_HAVE_MPI
+  if (active_ && world_ > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+#endif
+  std::exit(rc);
+}
+
 void Distributed::finalize() {
 #ifdef TQ_HAVE_MPI
   if (active_) {

@@ -40,6 +40,7 @@ class Distributed {
   std::vector<std::string> allgather(const std::string& s);
   // Rank 0's string on every rank.
   std::string broadcast(const std::string& s);
+  [[noreturn]] void abort(int rc);  // MPI_Abort under MPI (peers would hang in a collective), else exit
   void finalize();  // MPI_Finalize when we initialised it (also at exit)
   ~Distributed();
 

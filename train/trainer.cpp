@@ -130,8 +130,9 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)), rng_(cfg_.train.seed) 
       std::string prefix = tokenizer_path_.substr(0, tokenizer_path_.size() - 6);
       spdlog::info("[tqtrain] training a SentencePiece {} vocabulary of {} on {} file(s) into {}", tt.model_type,
                    tt.vocab_size, inputs.size(), tokenizer_path_);
-      data::train_sentencepiece(inputs, prefix, static_cast<int>(tt.vocab_size), tt.model_type, true,
-                                {{"input_sentence_size", std::to_string(tt.input_sentence_size)}});
+      data::train_sentencepiece(inputs, prefix, static_cast<int>(tt.vocab_size), tt.model_type, tt.byte_fallback,
+                                {{"input_sentence_size", std::to_string(tt.input_sentence_size)},
+                                 {"hard_vocab_limit", "false"}});
     }
     dist.barrier();
   }
