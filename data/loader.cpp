@@ -134,14 +134,19 @@ void TokenLoader::produce(BlockStart start, int64_t skip) {
     }
     return true;
   };
-  // The first document must be the one the cursor names, and hold the cursor's token.
-  if (off > 0) {
+  // The first document must be the one the cursor names, and hold the cursor's token (the
+  // default position, the very beginning, names no particular document).
+  if (!(start.pos == DocPos{}) || off > 0) {
     ensure(1);
     TQ_CHECK(!live.empty() && live.front().pos == start.pos &&
                  off < static_cast<int64_t>(live.front().tokens.size()),
-             "[{}] cursor: the document at file {} offset {} no longer matches (doc_token {}) — "
+             "[{}] cursor: no document holding token {} starts at file {} ({}) offset {} line {} — "
              "the sources changed since the cursor was taken",
-             context_, start.pos.file, start.pos.offset, off);
+             context_, off, start.pos.file,
+             start.pos.file < static_cast<int64_t>(files_.size())
+                 ? files_[static_cast<size_t>(start.pos.file)]
+                 : std::string("end"),
+             start.pos.offset, start.pos.line);
     avail -= off;
   }
 

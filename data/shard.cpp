@@ -127,13 +127,21 @@ void ShardWriter::append(const int32_t* ids, size_t n) {
              "[shard] {}: token {} outside the vocabulary of {}", path_, ids[i], header_.vocab_size);
   }
   // int32 in [0, vocab) has the same bytes as the uint32 the file stores.
-  write_all(ids, n * 4, kShardHeaderBytes + 4 * header_.num_tokens);
   header_.checksum = fnv1a64(ids, n * 4, header_.checksum);
   header_.num_tokens += n;
+  buffer_.insert(buffer_.end(), ids, ids + n);
+  if (buffer_.size() >= (size_t{1} << 18)) flush();
+}
+
+void ShardWriter::flush() {
+  write_all(buffer_.data(), buffer_.size() * 4, kShardHeaderBytes + 4 * flushed_);
+  flushed_ += buffer_.size();
+  buffer_.clear();
 }
 
 void ShardWriter::commit() {
   TQ_CHECK(!committed_, "[shard] {}: committed twice", path_);
+  flush();
   uint8_t buf[kShardHeaderBytes] = {};
   std::memcpy(buf, kShardMagic, sizeof(kShardMagic));
   put(buf, kOffVersion, header_.version);

@@ -72,6 +72,10 @@ class ShardWriter {
 
  private:
   void write_all(const void* data, size_t n, uint64_t offset);
+  void flush();
+
+  std::vector<int32_t> buffer_;  // tokens not yet written (flushed every 256K tokens)
+  uint64_t flushed_ = 0;         // tokens already in the file
 
   std::string path_;
   std::string tmp_path_;

@@ -343,6 +343,12 @@ TEST_CASE("loader: option, source and cursor errors name the field") {
   CHECK(restore_err([](Json& j) { j["bogus"] = 1; }).find("'bogus'") != std::string::npos);
   CHECK(restore_err([](Json& j) { j["file"] = 9; }).find("'file'") != std::string::npos);
   CHECK(restore_err([](Json& j) { j["seed"] = 1; }).find("'seed'") != std::string::npos);
+  // A well-formed cursor whose document is not where it says: an error from next_batch.
+  Json moved = good;
+  moved["offset"] = good["offset"].get<uint64_t>() + 1;
+  loader.restore(moved);
+  CHECK(tq::test::error_of([&] { loader.next_batch(1, ids, targets); }).find("sources changed") !=
+        std::string::npos);
   loader.restore(good);  // still usable after rejected cursors
   CHECK(loader.cursor() == good);
 }
