@@ -140,7 +140,15 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)), rng_(cfg_.train.seed) 
 
   // Model.
   if (cfg_.model.init == "hf") {
-    model_ = nn::load_llama(cfg_.model.path);
+    // A run directory (with `latest`) stands for its newest checkpoint.
+    std::string path = cfg_.model.path;
+    if (!fs::exists(fs::path(path) / "config.json") && fs::exists(fs::path(path) / "latest"))
+      path = latest_checkpoint(path);
+    TQ_CHECK(fs::exists(fs::path(path) / "config.json"),
+             "[config] {}: model.path: {} is not an HF checkpoint directory (no config.json) nor a run directory "
+             "with a 'latest' checkpoint — hint: run the pretraining config first", cfg_.source, cfg_.model.path);
+    model_ = nn::load_llama(path);
+    if (Distributed::get().is_root()) spdlog::info("[tqtrain] model from {}", path);
     TQ_CHECK(cfg_.data.seq_len <= model_->config().max_position_embeddings,
              "[config] {}: data.seq_len: {} exceeds max_position_embeddings {} of {}", cfg_.source, cfg_.data.seq_len,
              model_->config().max_position_embeddings, cfg_.model.path);
