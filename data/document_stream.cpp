@@ -77,6 +77,10 @@ void DocumentStream::open_file(int64_t index) {
     text_ = std::make_unique<TextFileReader>(path, kind, opts_.jsonl_field, opts_.txt_document);
     return;
   }
+  if (const auto it = shard_cache_.find(index); it != shard_cache_.end()) {
+    shard_ = it->second;
+    return;
+  }
   std::shared_ptr<const ShardFile> shard;
   try {
     shard = ShardFile::open(path);
@@ -98,6 +102,7 @@ void DocumentStream::open_file(int64_t index) {
       return;
     }
   }
+  shard_cache_[index] = shard;
   shard_ = std::move(shard);
 }
 

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,8 @@ class DocumentStream {
   uint64_t shard_pos_ = 0;
   int64_t shard_index_ = 0;
   int64_t shard_vocab_ = -1;  // the first shard's vocab size when there is no tokenizer
+  // Shards validated once (the checksum pass) and kept mapped for later epochs.
+  std::map<int64_t, std::shared_ptr<const ShardFile>> shard_cache_;
   int64_t documents_ = 0;
   int64_t bad_records_ = 0;
   TextRecord rec_;

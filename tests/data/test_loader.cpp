@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -228,6 +230,15 @@ TEST_CASE("loader: txt (paragraph), jsonl and txt_document=line give the same st
   TokenLoader l(tok, o, "t");
   const auto ref_lines = tq::test::reference_windows(tq::test::reference_stream(one_line_docs), 9);
   CHECK(tq::test::read_windows(l, static_cast<int64_t>(ref_lines.size())) == ref_lines);
+  // txt_document=file: each file is one document, inner blank lines kept, trailing ones dropped.
+  tq::test::write_text(dir.file("f1.txt"), "\n\nfirst para\n\n\nsecond\n\n");
+  tq::test::write_text(dir.file("f2.txt"), "other file");
+  o.sources = {dir.file("f*.txt")};
+  o.txt_document = "file";
+  TokenLoader whole(tok, o, "t");
+  const auto ref_file = tq::test::reference_windows(
+      tq::test::reference_stream({"first para\n\n\nsecond", "other file"}), 9);
+  CHECK(tq::test::read_windows(whole, static_cast<int64_t>(ref_file.size())) == ref_file);
   // A tokenizer without BOS/EOS: documents are joined bare.
   o.sources = {dir.file("a.txt")};
   o.txt_document = "paragraph";
@@ -361,5 +372,30 @@ TEST_CASE("loader: destruction while the producer is blocked or running is clean
     { TokenLoader l(c.tok, o, "t"); }
     TokenLoader l(c.tok, o, "t");
     tq::test::read_windows(l, 2);
+  }
+}
+
+TEST_CASE("loader: throughput on an installed corpus (set TQ_BENCH_CORPUS, TQ_BENCH_TOKENIZER)") {
+  const char* corpus = std::getenv("TQ_BENCH_CORPUS");      // e.g. 'data-cache/corpora/brown/train/*.txt'
+  const char* tok_path = std::getenv("TQ_BENCH_TOKENIZER");  // a .model / tokenizer.json / dir
+  if (corpus == nullptr || tok_path == nullptr) {
+    MESSAGE("skipped: set TQ_BENCH_CORPUS and TQ_BENCH_TOKENIZER to measure");
+    return;
+  }
+  std::shared_ptr<const tq::data::Tokenizer> tok = tq::data::load_tokenizer(tok_path);
+  LoaderOptions o;
+  o.sources = {corpus};
+  o.seq_len = 256;
+  const int64_t B = 16, steps = 200;
+  for (bool shuffle : {false, true}) {
+    o.shuffle = shuffle;
+    const auto t0 = std::chrono::steady_clock::now();
+    TokenLoader loader(tok, o, "bench");
+    tq::Tensor ids, targets;
+    for (int64_t i = 0; i < steps; ++i) loader.next_batch(B, ids, targets);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("shuffle " << shuffle << ": " << steps * B * o.seq_len << " tokens in " << s << " s = "
+                       << static_cast<double>(steps * B * o.seq_len) / s << " tokens/s (B " << B
+                       << ", seq_len 256, from construction)");
   }
 }
