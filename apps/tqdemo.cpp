@@ -1,6 +1,6 @@
-// tqdemo: the smallest end-to-end run of libtequila until tqtrain lands. It builds a tiny
+// tqdemo: the smallest end-to-end run of libtequila in one file (tqtrain is the config-driven trainer). It builds a tiny
 // nn::LlamaForCausalLM (2 layers, GQA, RoPE, SwiGLU) over a character vocabulary, trains it on a short
-// built-in text with Adam, saves it as an HF-layout checkpoint, loads it back, reports its perplexity
+// built-in text with AdamW, saves it as an HF-layout checkpoint, loads it back, reports its perplexity
 // and greedy-generates text with the reloaded model. Exit status is non-zero if the loss did not halve.
 //   tqdemo [steps] [seed] [out_dir]
 #include <cmath>
@@ -18,6 +18,7 @@
 #include "infer/perplexity.h"
 #include "nn/llama.h"
 #include "quant/quant.h"
+#include "train/adamw.h"
 
 using namespace tq;
 using namespace tq::autograd;
@@ -68,17 +69,16 @@ int main(int argc, char** argv) {
     spdlog::info("tqdemo: {} parameters, vocab {}, {} layers, cpu {} ({}), {} threads", model.num_parameters(),
                  c.vocab_size, c.num_hidden_layers, cpu_model_name(), cpu_target_name(cpu_target()), num_threads());
 
-    // Adam (a stand-in until train/ has AdamW) over the model's current parameters.
+    // AdamW (train/adamw.h, no weight decay) over the model's current parameters: built per phase,
+    // after quantize_model swapped the linears.
     const int64_t n_windows = static_cast<int64_t>(text.size()) - T - 1;
     auto train = [&](nn::LlamaForCausalLM& model_, int n_steps, double peak_lr, const char* phase) {
       const nn::LlamaForCausalLM& m = model_;
-      std::vector<autograd::Var> params;
-      for (const auto& [name, p] : m.named_parameters()) params.push_back(p);
-      std::vector<std::vector<double>> m1(params.size()), m2(params.size());
-      for (size_t i = 0; i < params.size(); ++i) {
-        m1[i].assign(static_cast<size_t>(params[i].numel()), 0.0);
-        m2[i].assign(static_cast<size_t>(params[i].numel()), 0.0);
-      }
+      train::AdamWOptions ao;
+      ao.beta1 = 0.9;
+      ao.beta2 = 0.99;
+      ao.eps = 1e-8;
+      train::AdamW opt(m.named_parameters(), ao);
       double first_loss = 0, last_loss = 0;
       for (int step = 1; step <= n_steps; ++step) {
         Tensor ids = Tensor::empty({B, T}, DType::i32), tgt = Tensor::empty({B, T}, DType::i32);
@@ -93,20 +93,8 @@ int main(int argc, char** argv) {
         RecordScope rec(tape);
         const Var loss = m.loss(ids, tgt);
         tape.backward(loss);
-        const double lr = peak_lr * std::min(1.0, step / 20.0), b1 = 0.9, b2 = 0.99;
-        for (size_t i = 0; i < params.size(); ++i) {
-          float* w = params[i].value().data<float>();
-          const float* g = params[i].grad().data<float>();
-          for (int64_t j = 0; j < params[i].numel(); ++j) {
-            double& a = m1[i][static_cast<size_t>(j)];
-            double& v = m2[i][static_cast<size_t>(j)];
-            a = b1 * a + (1 - b1) * g[j];
-            v = b2 * v + (1 - b2) * g[j] * g[j];
-            const double ah = a / (1 - std::pow(b1, step)), vh = v / (1 - std::pow(b2, step));
-            w[j] -= static_cast<float>(lr * ah / (std::sqrt(vh) + 1e-8));
-          }
-          params[i].zero_grad();
-        }
+        opt.step(peak_lr * std::min(1.0, step / 20.0));
+        model_.zero_grad();
         last_loss = loss.value().item();
         if (step == 1) first_loss = last_loss;
         if (step == 1 || step % 25 == 0 || step == n_steps) spdlog::info("{} step {:4d}  loss {:.4f}", phase, step, last_loss);
