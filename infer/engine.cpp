@@ -103,7 +103,10 @@ struct Engine::State {
   Tensor hq;                            // i8 [Tc, C] (int8 head activations)
   Tensor hs;                            // f32 [Tc]
   Tensor xb;                            // bf16 [Tc, max(C, H*D, F)] (bf16 dense inputs)
-  kq::QuantizedActs qa_c, qa_hd, qa_f;  // int8 activations entering ternary linears
+  kq::QuantizedActs qa_c, qa_hd, qa_f;  // int8 activations entering ternary linears: [T] views
+  kq::QuantizedActs full_c, full_hd, full_f;  // ... of these [Tc] buffers
+  int64_t view_T = -1;                        // T of the views (rebuilt only when T changes)
+  void set_tokens(int64_t T);
 
   void build();
   Mat make_mat(const std::string& name) const;
@@ -232,6 +235,14 @@ void Engine::State::build() {
   alloc();
 }
 
+void Engine::State::set_tokens(int64_t T) {
+  if (T == view_T) return;
+  if (full_c.cols % kq::kPackGroup == 0) act_buffers_view(full_c, T, qa_c);
+  if (full_hd.cols % kq::kPackGroup == 0) act_buffers_view(full_hd, T, qa_hd);
+  if (full_f.cols % kq::kPackGroup == 0) act_buffers_view(full_f, T, qa_f);
+  view_T = T;
+}
+
 void Engine::State::alloc() {
   const int64_t HD = H * D;
   x = Tensor::zeros({Tc, C});
@@ -249,9 +260,18 @@ void Engine::State::alloc() {
   if (!all_ternary && opts.dense_dtype == "bf16") {
     xb = Tensor::zeros({Tc, std::max({C, HD, F})}, DType::bf16);
   }
-  act_buffers_alloc(qa_c, Tc, C, opts.act_scale);
-  act_buffers_alloc(qa_hd, Tc, HD, opts.act_scale);
-  act_buffers_alloc(qa_f, Tc, F, opts.act_scale);
+  act_buffers_alloc(full_c, Tc, C, opts.act_scale);
+  act_buffers_alloc(full_hd, Tc, HD, opts.act_scale);
+  act_buffers_alloc(full_f, Tc, F, opts.act_scale);
+  set_tokens(Tc);
+  // Validate every packed matrix against its activations once: the step calls the unchecked
+  // kernel inside its parallel region (Note [No throw in parallel regions]).
+  for (const Layer& ly : layers) {
+    if (ly.qkv.ternary) kq::ternary_gemm_check(ly.qkv.packed, qa_c, qkv.size(1), isa);
+    if (ly.o.ternary) kq::ternary_gemm_check(ly.o.packed, qa_hd, tmp.size(1), isa);
+    if (ly.gu.ternary) kq::ternary_gemm_check(ly.gu.packed, qa_c, gu.size(1), isa);
+    if (ly.down.ternary) kq::ternary_gemm_check(ly.down.packed, qa_f, tmp.size(1), isa);
+  }
   // RoPE tables: angles in double, as autograd::rope (HF LlamaRotaryEmbedding).
   const std::vector<double> inv = autograd::rope_inv_freq(plan.config.rope_config());
   const int64_t half = D / 2;
@@ -280,7 +300,9 @@ void Engine::State::linear(const Mat& m, const Tensor& in_f32, const kq::Quantiz
     ctx.run([&](int tid, int n) {
       int64_t b, e;
       split(w.rows_padded / kq::kTileRows, tid, n, b, e);
-      if (b < e) kq::ternary_gemm_rows(w, in_q, b * kq::kTileRows, e * kq::kTileRows, y, ldy, is);
+      if (b < e) {
+        kq::ternary_gemm_rows_unchecked(w, in_q, b * kq::kTileRows, e * kq::kTileRows, y, ldy, is);
+      }
     });
     return;
   }
@@ -497,7 +519,7 @@ void Engine::forward(const int32_t* ids, int64_t n, float* logits, bool all_logi
     const int64_t T = std::min(s.Tc, n - done);
     const bool want_head = all_logits || done + T == n;
     float* out = all_logits ? logits + done * s.V : logits;
-    s.qa_c.tokens = s.qa_hd.tokens = s.qa_f.tokens = T;
+    s.set_tokens(T);
     if (s.all_ternary && s.nt > 1) {
       // The whole step in one parallel region; ops are separated by barriers (Ctx::run).
       const int nt = s.nt;

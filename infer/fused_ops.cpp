@@ -15,17 +15,28 @@ void act_buffers_alloc(kq::QuantizedActs& qa, int64_t T, int64_t cols, kq::ActSc
   qa.gsum = Tensor::zeros({T, G}, DType::i32);
 }
 
+void act_buffers_view(const kq::QuantizedActs& full, int64_t T, kq::QuantizedActs& view) {
+  view.tokens = T;
+  view.cols = full.cols;
+  view.mode = full.mode;
+  view.q = full.q.slice(0, 0, T);
+  view.scale = full.scale.slice(0, 0, T);
+  view.gsum = full.gsum.slice(0, 0, T);
+}
+
 namespace {
-// One scale over x [n]: s = max|x| / 127 (1 when all zero), q = nearbyint(x / s) in [-127, 127].
+// One scale over x [n], as kq::quantize_acts (Note [int8 activation rounding]): m = max|x|,
+// q = clamp(round_half_even(x · 127/m), ±127), s = m / 127 (0 when m == 0).
 inline float quant_span(const float* x, int64_t n, int8_t* q) {
-  float amax = 0;
-  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const float s = amax > 0 ? amax / 127.0f : 1.0f;
-  const float inv = 1.0f / s;
+  float m = 0.0f;
+  for (int64_t i = 0; i < n; ++i) m = std::fmax(m, std::fabs(x[i]));
+  const float inv = m > 0.0f ? 127.0f / m : 0.0f;
+  constexpr float kMagic = 12582912.0f;  // 1.5 · 2^23: (v + kMagic) − kMagic rounds half to even
   for (int64_t i = 0; i < n; ++i) {
-    q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f));
+    const float v = std::fmin(std::fmax(x[i] * inv, -127.0f), 127.0f);
+    q[i] = static_cast<int8_t>((v + kMagic) - kMagic);
   }
-  return s;
+  return m / 127.0f;
 }
 }  // namespace
 

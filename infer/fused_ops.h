@@ -16,9 +16,11 @@ namespace tq::infer {
 // Buffers of qa for up to T tokens of `cols` (q i8 [T, cols], scale f32 [T] or [T, cols/128],
 // gsum i32 [T, cols/128]); cols % 128 == 0 is needed only when a ternary linear consumes it.
 void act_buffers_alloc(kq::QuantizedActs& qa, int64_t T, int64_t cols, kq::ActScale mode);
+// `view` = the first T tokens of `full` (views, no copy), as the kernels want tokens == q.size(0).
+void act_buffers_view(const kq::QuantizedActs& full, int64_t T, kq::QuantizedActs& view);
 // Row t of qa from x [cols]: the same rounding as kq::quantize_acts (checked in the tests).
 void quantize_act_row(const float* x /*[cols]*/, int64_t t, kq::QuantizedActs& qa);
-// Symmetric per-row int8: q = round(x / s), s = max|x| / 127 (1 when x == 0); returns s.
+// Symmetric per-row int8 with the same rounding (s = max|x| / 127, 0 for a zero row); returns s.
 float quantize_row_per_token(const float* x, int64_t n, int8_t* q);
 
 void add_rows(float* x, const float* y, int64_t n);  // x += y
