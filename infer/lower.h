@@ -23,6 +23,13 @@ namespace tq::infer {
 EnginePlan lower_plan(const nn::LlamaForCausalLM& model, const EngineOptions& opts = {});
 std::unique_ptr<Engine> lower(const nn::LlamaForCausalLM& model, const EngineOptions& opts = {});
 
+// A plan of the config's shape with random weights, for speed measurements at real sizes without
+// a model (e.g. LLaMA-3.2-1B-shaped): ternary codes uniform over {-1, 0, 1}, α = 0.02, bias 0.001;
+// or (ternary = false) dense weights ~ U(-0.02, 0.02) in opts.dense_dtype. Norms are ones, the
+// embedding U(-0.05, 0.05), the LM head as opts.lm_head. Deterministic in `seed`.
+EnginePlan random_plan(const nn::LlamaConfig& cfg, const EngineOptions& opts, uint64_t seed,
+                       bool ternary = true);
+
 // A packed model file (see infer/packed_model.h) or a checkpoint / HF directory: nn::load_llama,
 // then quant::quantize_model with the config's quantization_config when present, then lower().
 std::unique_ptr<Engine> load_engine(const std::string& path_or_dir, const EngineOptions& opts = {});

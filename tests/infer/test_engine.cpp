@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -450,4 +452,67 @@ TEST_CASE("engine: checkpoint directory with quantization_config lowers like the
   CHECK(quant_config_from_json(quant_config_to_json(q), "x").group_size == 128);
   CHECK(error_of([] { quant_config_from_json(Json{{"methd", "tequila"}}, "cfg.json"); })
             .find("methd") != std::string::npos);
+}
+
+TEST_CASE("engine: random plan of a given shape runs (packed, dense bf16, file round trip)") {
+  nn::LlamaConfig c = tiny_config();
+  EngineOptions o;
+  Engine e(random_plan(c, o, 5), o, "random");
+  CHECK(e.ternary());
+  std::vector<float> logits(256);
+  const int32_t id = 7;
+  e.forward(&id, 1, logits.data(), false);
+  CHECK(std::isfinite(logits[0]));
+  EngineOptions ob;
+  ob.dense_dtype = "bf16";
+  ob.lm_head = "bf16";
+  Engine d(random_plan(c, ob, 5, false), ob, "random");
+  CHECK(!d.ternary());
+  d.forward(&id, 1, logits.data(), false);
+  CHECK(std::isfinite(logits[0]));
+  // The packed decode reads ~8x fewer weight bytes than bf16 (codes 2 bits + f16 scales / 16 bits).
+  CHECK(e.bytes_per_token() < d.bytes_per_token());
+}
+
+// Decode speed on a LLaMA-3.2-1B-shaped random model; skipped by default. Run with
+//   TQ_THREADS=2 build/release/tests/test_infer -tc='*decode speed*' --no-skip
+TEST_CASE("engine: decode speed, LLaMA-3.2-1B shape" * doctest::skip()) {
+  nn::LlamaConfig c;
+  c.vocab_size = 128256;
+  c.hidden_size = 2048;
+  c.intermediate_size = 8192;
+  c.num_hidden_layers = 16;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 8;
+  c.max_position_embeddings = 131072;
+  c.rope_theta = 500000;
+  c.tie_word_embeddings = true;
+  const char* kinds_env = std::getenv("TQ_BENCH_KINDS");
+  const std::string kinds = kinds_env != nullptr ? kinds_env : "ternary,bf16";
+  for (const std::string kind : {"ternary", "bf16"}) {
+    if (kinds.find(kind) == std::string::npos) continue;
+    EngineOptions o;
+    o.max_context = 512;
+    const bool tern = kind == "ternary";
+    if (!tern) {
+      o.dense_dtype = "bf16";
+      o.lm_head = "bf16";
+    }
+    Engine e(random_plan(c, o, 1, tern), o, "random 1B");
+    std::vector<float> logits(static_cast<size_t>(c.vocab_size) * 64);
+    std::vector<int32_t> ids(64);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i * 997 % 128256);
+    const auto t0 = std::chrono::steady_clock::now();
+    e.forward(ids.data(), 64, logits.data(), false);  // prefill 64
+    const auto t1 = std::chrono::steady_clock::now();
+    const int n = 32;
+    int32_t next = 1;
+    for (int i = 0; i < n; ++i) e.forward(&next, 1, logits.data(), false);
+    const auto t2 = std::chrono::steady_clock::now();
+    const double pp = 64 / std::chrono::duration<double>(t1 - t0).count();
+    const double tg = n / std::chrono::duration<double>(t2 - t1).count();
+    MESSAGE(e.describe() << ": prefill " << pp << " tok/s, decode " << tg << " tok/s, "
+                         << static_cast<double>(e.bytes_per_token()) / 1e6 << " MB/token -> "
+                         << tg * static_cast<double>(e.bytes_per_token()) / 1e9 << " GB/s");
+  }
 }
