@@ -1,6 +1,7 @@
 #include "infer/lower.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -17,14 +18,25 @@ quant::QuantConfig quant_config_from_json(const Json& j, const std::string& sour
   const std::string ctx = source + ": quantization_config";
   TQ_CHECK(j.is_object(), "[{}] expected an object, got {}", ctx, json_kind(j));
   json_check_keys(j,
-                  {"quant_method", "method", "granularity", "group_size", "lambda", "layers",
-                   "minima_eps", "minima_grad"},
+                  {"quant_method", "method", "bits", "granularity", "group_size", "lambda", "layers",
+                   "modules_to_quantize", "minima_eps", "minima_grad"},
                   ctx);
   quant::QuantConfig c;
-  TQ_CHECK(!(j.contains("quant_method") && j.contains("method")),
-           "[{}] give one of quant_method / method, not both", ctx);
-  if (j.contains("quant_method")) c.method = json_get<std::string>(j, "quant_method", ctx);
-  if (j.contains("method")) c.method = json_get<std::string>(j, "method", ctx);
+  // The trainer (train/checkpoint.cpp) writes quant_method "tequila" (the family, HF style) and
+  // method (the QAT method); a lone quant_method is the method itself.
+  const auto family = json_get_or<std::string>(j, "quant_method", "", ctx);
+  if (j.contains("method")) {
+    c.method = json_get<std::string>(j, "method", ctx);
+    TQ_CHECK(family.empty() || family == "tequila" || family == c.method,
+             "[{}] quant_method '{}' contradicts method '{}'", ctx, family, c.method);
+  } else if (!family.empty()) {
+    c.method = family;
+  }
+  if (j.contains("bits")) {
+    const auto bits = json_get<double>(j, "bits", ctx);
+    TQ_CHECK(std::abs(bits - 1.58) < 0.01 || bits == 2.0,
+             "[{}] field 'bits' is {}, expected 1.58 (ternary)", ctx, bits);
+  }
   if (j.contains("granularity")) {
     c.granularity = quant::parse_granularity(json_get<std::string>(j, "granularity", ctx));
   }
@@ -32,7 +44,12 @@ quant::QuantConfig quant_config_from_json(const Json& j, const std::string& sour
   c.lambda = json_get_or<double>(j, "lambda", c.lambda, ctx);
   c.minima_eps = json_get_or<double>(j, "minima_eps", c.minima_eps, ctx);
   c.minima_grad = json_get_or<std::string>(j, "minima_grad", c.minima_grad, ctx);
+  TQ_CHECK(!(j.contains("layers") && j.contains("modules_to_quantize")),
+           "[{}] give one of layers / modules_to_quantize, not both", ctx);
   if (j.contains("layers")) c.layers = json_get<std::vector<std::string>>(j, "layers", ctx);
+  if (j.contains("modules_to_quantize")) {
+    c.layers = json_get<std::vector<std::string>>(j, "modules_to_quantize", ctx);
+  }
   try {
     c.validate();
   } catch (const Error& e) {
@@ -41,12 +58,15 @@ quant::QuantConfig quant_config_from_json(const Json& j, const std::string& sour
   return c;
 }
 
+// The trainer's layout (train/checkpoint.cpp quantization_config_json).
 Json quant_config_to_json(const quant::QuantConfig& c) {
-  return Json{{"quant_method", c.method},
+  return Json{{"quant_method", "tequila"},
+              {"method", c.method},
+              {"bits", 1.58},
               {"granularity", quant::granularity_name(c.granularity)},
               {"group_size", c.group_size},
               {"lambda", c.lambda},
-              {"layers", c.layers}};
+              {"modules_to_quantize", c.layers}};
 }
 
 namespace {

@@ -34,9 +34,11 @@ EnginePlan random_plan(const nn::LlamaConfig& cfg, const EngineOptions& opts, ui
 // then quant::quantize_model with the config's quantization_config when present, then lower().
 std::unique_ptr<Engine> load_engine(const std::string& path_or_dir, const EngineOptions& opts = {});
 
-// The `quantization_config` block of config.json: {"quant_method" (or "method"), "granularity",
-// "group_size", "lambda", "layers", "minima_eps", "minima_grad"}; absent fields keep QuantConfig's
-// defaults, unknown fields are errors naming `source`.
+// The `quantization_config` block of config.json as train/checkpoint.cpp writes it:
+// {"quant_method": "tequila", "method", "bits": 1.58, "granularity", "group_size", "lambda",
+// "modules_to_quantize"}; also accepted: a lone "quant_method" naming the method, "layers" for
+// "modules_to_quantize", "minima_eps", "minima_grad". Absent fields keep QuantConfig's defaults;
+// unknown fields are errors naming `source`.
 quant::QuantConfig quant_config_from_json(const Json& j, const std::string& source);
 Json quant_config_to_json(const quant::QuantConfig& c);
 

@@ -453,6 +453,18 @@ TEST_CASE("engine: checkpoint directory with quantization_config lowers like the
   const auto b = run(*load_engine(dir.path.string()), ids);
   CHECK(a == b);
   CHECK(quant_config_from_json(quant_config_to_json(q), "x").group_size == 128);
+  // The trainer's block (train/checkpoint.cpp) and the short form.
+  const Json trainer{{"quant_method", "tequila"}, {"method", "tequila_nomix"}, {"bits", 1.58},
+                     {"granularity", "channel"},  {"group_size", 128},         {"lambda", 0.25},
+                     {"modules_to_quantize", {"q_proj", "down_proj"}}};
+  const quant::QuantConfig tq_cfg = quant_config_from_json(trainer, "c");
+  CHECK(tq_cfg.method == "tequila_nomix");
+  CHECK(tq_cfg.granularity == quant::Granularity::channel);
+  CHECK(tq_cfg.lambda == 0.25);
+  CHECK(tq_cfg.layers == std::vector<std::string>{"q_proj", "down_proj"});
+  CHECK(quant_config_from_json(Json{{"quant_method", "absmean"}}, "c").method == "absmean");
+  CHECK(error_of([] { quant_config_from_json(Json{{"quant_method", "absmean"}, {"method", "twn"}}, "c"); })
+            .find("contradicts") != std::string::npos);
   CHECK(error_of([] { quant_config_from_json(Json{{"methd", "tequila"}}, "cfg.json"); })
             .find("methd") != std::string::npos);
 }
