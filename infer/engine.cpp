@@ -142,9 +142,11 @@ Mat Engine::State::make_mat(const std::string& name) const {
     const Tensor& codes = need("codes");
     const Tensor& scales = need("scales");
     const Tensor& bias = need("bias");
-    TQ_CHECK(static_cast<int64_t>(codes.nbytes()) == packed_code_bytes(rp, out.cols),
-             "[engine] {}.codes: {} bytes, expected {} for [{}, {}]", ctx, codes.nbytes(),
-             packed_code_bytes(rp, out.cols), rp, out.cols);
+    const Shape code_shape{rp / kq::kTileRows, out.cols / kq::kTileCols, kq::kTileBytes};
+    TQ_CHECK(codes.dtype() == DType::u8 && codes.shape() == code_shape && codes.is_contiguous() &&
+                 static_cast<int64_t>(codes.nbytes()) == packed_code_bytes(rp, out.cols),
+             "[engine] {}.codes: {}, expected contiguous u8{}", ctx, codes.str(),
+             shape_str(code_shape));
     TQ_CHECK(scales.dtype() == DType::f16 && scales.shape() == Shape({rp, out.cols / kq::kPackGroup}),
              "[engine] {}.scales: {} , expected f16[{}, {}]", ctx, scales.str(), rp,
              out.cols / kq::kPackGroup);
