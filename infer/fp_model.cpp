@@ -1,0 +1,134 @@
+#include "infer/fp_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "autograd/tape.h"
+#include "core/error.h"
+#include "core/logging.h"
+
+namespace tq::infer {
+
+namespace {
+
+class FpModel final : public LanguageModel {
+ public:
+  explicit FpModel(std::shared_ptr<const nn::LlamaForCausalLM> model) : model_(std::move(model)) {
+    TQ_CHECK(model_ != nullptr, "[fp_model] null model");
+  }
+  int32_t vocab_size() const override { return static_cast<int32_t>(model_->config().vocab_size); }
+  int64_t max_context() const override { return model_->config().max_position_embeddings; }
+  int64_t position() const override { return static_cast<int64_t>(ctx_.size()); }
+  void reset() override { ctx_.clear(); }
+
+  void forward(const int32_t* ids, int64_t n, float* logits, bool all_logits) override {
+    TQ_CHECK(n >= 1, "[fp_model] forward needs at least one token, got {}", n);
+    const int64_t V = vocab_size(), T0 = position();
+    TQ_CHECK(T0 + n <= max_context(),
+             "[fp_model] context overflow: {} tokens held + {} new > max_context {} — hint: shorten the "
+             "prompt or --max-tokens", T0, n, max_context());
+    for (int64_t i = 0; i < n; ++i)
+      TQ_CHECK(ids[i] >= 0 && ids[i] < V, "[fp_model] token {} at position {} is outside the vocabulary [0, {})",
+               ids[i], T0 + i, V);
+    ctx_.insert(ctx_.end(), ids, ids + n);
+    const int64_t T = position();
+    Tensor in = Tensor::empty({1, T}, DType::i32);  // [1, T]
+    std::memcpy(in.data<int32_t>(), ctx_.data(), static_cast<size_t>(T) * sizeof(int32_t));
+    autograd::NoGradGuard no_grad;
+    const Tensor out = model_->forward(in).value().contiguous();  // [1, T, V]
+    const float* src = out.data<float>();
+    if (all_logits) {
+      std::memcpy(logits, src + T0 * V, static_cast<size_t>(n * V) * sizeof(float));
+    } else {
+      std::memcpy(logits, src + (T - 1) * V, static_cast<size_t>(V) * sizeof(float));
+    }
+  }
+
+  std::string describe() const override {
+    return model_->config().quantization_config.is_null() ? "fp32 training graph"
+                                                          : "fake-quant training graph (QuantLinear)";
+  }
+
+ private:
+  std::shared_ptr<const nn::LlamaForCausalLM> model_;
+  std::vector<int32_t> ctx_;  // [T] the tokens in the context
+};
+
+std::string method_from_json(const std::string& m) {
+  if (m == "ultraquantv2") return "tequila";
+  if (m == "ultraquant") return "minima";
+  return m;
+}
+
+quant::Granularity granularity_from_json(const std::string& g) {
+  if (g == "per_group") return quant::Granularity::group;
+  if (g == "per_channel") return quant::Granularity::channel;
+  if (g == "per_tensor") return quant::Granularity::tensor;
+  return quant::parse_granularity(g);
+}
+
+}  // namespace
+
+std::unique_ptr<LanguageModel> make_fp_model(std::shared_ptr<const nn::LlamaForCausalLM> model) {
+  return std::make_unique<FpModel>(std::move(model));
+}
+
+quant::QuantConfig quant_config_from_json(const Json& j, const std::string& source) {
+  const std::string ctx = source + ": quantization_config";
+  TQ_CHECK(j.is_object(), "[fp_model] {} must be an object, got {}", ctx, json_kind(j));
+  static const char* const kKnown[] = {"quant_method", "granularity", "group_size", "lambda",
+                                       "minima_eps",   "minima_grad", "modules"};
+  for (const auto& [key, value] : j.items()) {
+    (void)value;
+    TQ_CHECK(std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }) !=
+                 std::end(kKnown),
+             "[fp_model] {}: unknown field '{}' — expected quant_method, granularity, group_size, lambda, "
+             "minima_eps, minima_grad, modules", ctx, key);
+  }
+  quant::QuantConfig c;
+  c.method = method_from_json(json_get<std::string>(j, "quant_method", ctx));
+  if (j.contains("granularity")) c.granularity = granularity_from_json(json_get<std::string>(j, "granularity", ctx));
+  c.group_size = json_get_or<int64_t>(j, "group_size", c.group_size, ctx);
+  c.lambda = json_get_or<double>(j, "lambda", c.lambda, ctx);
+  c.minima_eps = json_get_or<double>(j, "minima_eps", c.minima_eps, ctx);
+  c.minima_grad = json_get_or<std::string>(j, "minima_grad", c.minima_grad, ctx);
+  if (j.contains("modules")) c.layers = json_get<std::vector<std::string>>(j, "modules", ctx);
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    TQ_THROW("[fp_model] {}: {}", ctx, e.what());
+  }
+  return c;
+}
+
+Json quant_config_to_json(const quant::QuantConfig& cfg) {
+  return Json{{"quant_method", cfg.method},        {"granularity", quant::granularity_name(cfg.granularity)},
+              {"group_size", cfg.group_size},      {"lambda", cfg.lambda},
+              {"minima_eps", cfg.minima_eps},      {"minima_grad", cfg.minima_grad},
+              {"modules", cfg.layers}};
+}
+
+std::shared_ptr<nn::LlamaForCausalLM> load_model_for_inference(const std::string& dir) {
+  std::shared_ptr<nn::LlamaForCausalLM> model = nn::load_llama(dir);
+  const Json& qc = model->config().quantization_config;
+  if (!qc.is_null()) {
+    const quant::QuantConfig cfg = quant_config_from_json(qc, dir + "/config.json");
+    const int64_t swapped = quant::quantize_model(*model, cfg);
+    TQ_CHECK(swapped > 0, "[fp_model] {}/config.json has a quantization_config but none of its modules {} "
+             "matched a linear layer", dir, Json(cfg.layers).dump());
+    spdlog::debug("load_model_for_inference: {} linears -> QuantLinear ({})", swapped, cfg.method);
+  }
+  return model;
+}
+
+int64_t parameter_bytes(const nn::Module& model) {
+  int64_t bytes = 0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    (void)name;
+    bytes += static_cast<int64_t>(p.value().nbytes());
+  }
+  return bytes;
+}
+
+}  // namespace tq::infer

@@ -1,0 +1,42 @@
+// The training graph (nn::LlamaForCausalLM, full precision or fake-quant when its projections are
+// quant::QuantLinear) behind the infer::LanguageModel interface: the `--fp` path of tqinfer and the
+// correctness reference for the packed engine. It keeps the token context and recomputes the forward
+// over the whole context on every call (no KV cache), so decode is O(T²) — fine for the reference.
+//
+//   auto model = infer::load_model_for_inference("runs/tequila-small/latest");  // QuantLinear if the
+//   auto lm = infer::make_fp_model(model);                  // config has a quantization_config block
+//   lm->forward(ids.data(), n, logits.data(), /*all_logits=*/true);   // [n, V]
+//
+// quantization_config in config.json (written by quant_config_to_json; see docs/tqinfer.md):
+//   {"quant_method": "tequila", "granularity": "group", "group_size": 128, "lambda": 0.001,
+//    "minima_eps": 0.001, "minima_grad": "paper", "modules": ["q_proj", ...]}
+// Every key but quant_method is optional (QuantConfig's defaults). Tequila's own spellings
+// ("ultraquantv2" = tequila, "ultraquant" = minima; "per_group"/"per_channel"/"per_tensor") are accepted.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/json.h"
+#include "infer/language_model.h"
+#include "nn/llama.h"
+#include "quant/quant.h"
+
+namespace tq::infer {
+
+// The adaptor. max_context() is the config's max_position_embeddings.
+std::unique_ptr<LanguageModel> make_fp_model(std::shared_ptr<const nn::LlamaForCausalLM> model);
+
+// nn::load_llama(dir), then — when config.json has a quantization_config block — quant::quantize_model
+// with the QuantConfig it describes, so the model computes the fake-quant (ternary) forward.
+std::shared_ptr<nn::LlamaForCausalLM> load_model_for_inference(const std::string& dir);
+
+// quantization_config <-> QuantConfig. Unknown keys and wrong types are errors naming `source`.
+quant::QuantConfig quant_config_from_json(const Json& j, const std::string& source);
+Json quant_config_to_json(const quant::QuantConfig& cfg);
+
+// Bytes of every parameter tensor (what one forward reads, for bench's bytes-per-token figure).
+int64_t parameter_bytes(const nn::Module& model);
+
+}  // namespace tq::infer
