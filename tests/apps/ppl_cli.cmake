@@ -22,7 +22,7 @@ if(rc)
 endif()
 execute_process(COMMAND ${TQINFER} ppl --fp --model ${WORK_DIR} --text ${WORK_DIR}/text.txt --json
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-if(rc OR NOT out MATCHES "^\\{\"tokens\": [0-9]+, \"nll\": [0-9.]+, \"ppl\": [0-9.]+\\}")
+if(rc OR NOT out MATCHES "^\\{\"tokens\": [0-9]+, \"nll\": [0-9.]+, \"ppl\": [0-9.]+[,}]")
   message(FATAL_ERROR "tqinfer ppl --json: rc=${rc}\nstdout: ${out}\nstderr: ${err}")
 endif()
 message(STATUS "tqinfer ppl --json: ${out}")
