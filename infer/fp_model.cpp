@@ -55,19 +55,6 @@ class FpModel final : public LanguageModel {
   std::vector<int32_t> ctx_;  // [T] the tokens in the context
 };
 
-std::string method_from_json(const std::string& m) {
-  if (m == "ultraquantv2") return "tequila";
-  if (m == "ultraquant") return "minima";
-  return m;
-}
-
-quant::Granularity granularity_from_json(const std::string& g) {
-  if (g == "per_group") return quant::Granularity::group;
-  if (g == "per_channel") return quant::Granularity::channel;
-  if (g == "per_tensor") return quant::Granularity::tensor;
-  return quant::parse_granularity(g);
-}
-
 }  // namespace
 
 std::unique_ptr<LanguageModel> make_fp_model(std::shared_ptr<const nn::LlamaForCausalLM> model) {
@@ -76,37 +63,31 @@ std::unique_ptr<LanguageModel> make_fp_model(std::shared_ptr<const nn::LlamaForC
 
 quant::QuantConfig quant_config_from_json(const Json& j, const std::string& source) {
   const std::string ctx = source + ": quantization_config";
-  TQ_CHECK(j.is_object(), "[fp_model] {} must be an object, got {}", ctx, json_kind(j));
-  static const char* const kKnown[] = {"quant_method", "granularity", "group_size", "lambda",
-                                       "minima_eps",   "minima_grad", "modules"};
-  for (const auto& [key, value] : j.items()) {
-    (void)value;
-    TQ_CHECK(std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }) !=
-                 std::end(kKnown),
-             "[fp_model] {}: unknown field '{}' — expected quant_method, granularity, group_size, lambda, "
-             "minima_eps, minima_grad, modules", ctx, key);
-  }
+  TQ_CHECK(j.is_object(), "[{}] expected an object, got {}", ctx, json_kind(j));
+  json_check_keys(j, {"quant_method", "method", "granularity", "group_size", "lambda", "layers", "minima_eps",
+                      "minima_grad"}, ctx);
+  TQ_CHECK(!(j.contains("quant_method") && j.contains("method")), "[{}] give one of quant_method / method, not both",
+           ctx);
   quant::QuantConfig c;
-  c.method = method_from_json(json_get<std::string>(j, "quant_method", ctx));
-  if (j.contains("granularity")) c.granularity = granularity_from_json(json_get<std::string>(j, "granularity", ctx));
+  if (j.contains("quant_method")) c.method = json_get<std::string>(j, "quant_method", ctx);
+  if (j.contains("method")) c.method = json_get<std::string>(j, "method", ctx);
+  if (j.contains("granularity")) c.granularity = quant::parse_granularity(json_get<std::string>(j, "granularity", ctx));
   c.group_size = json_get_or<int64_t>(j, "group_size", c.group_size, ctx);
   c.lambda = json_get_or<double>(j, "lambda", c.lambda, ctx);
   c.minima_eps = json_get_or<double>(j, "minima_eps", c.minima_eps, ctx);
   c.minima_grad = json_get_or<std::string>(j, "minima_grad", c.minima_grad, ctx);
-  if (j.contains("modules")) c.layers = json_get<std::vector<std::string>>(j, "modules", ctx);
+  if (j.contains("layers")) c.layers = json_get<std::vector<std::string>>(j, "layers", ctx);
   try {
     c.validate();
   } catch (const Error& e) {
-    TQ_THROW("[fp_model] {}: {}", ctx, e.what());
+    TQ_THROW("[{}] {}", ctx, e.what());
   }
   return c;
 }
 
-Json quant_config_to_json(const quant::QuantConfig& cfg) {
-  return Json{{"quant_method", cfg.method},        {"granularity", quant::granularity_name(cfg.granularity)},
-              {"group_size", cfg.group_size},      {"lambda", cfg.lambda},
-              {"minima_eps", cfg.minima_eps},      {"minima_grad", cfg.minima_grad},
-              {"modules", cfg.layers}};
+Json quant_config_to_json(const quant::QuantConfig& c) {
+  return Json{{"quant_method", c.method}, {"granularity", quant::granularity_name(c.granularity)},
+              {"group_size", c.group_size}, {"lambda", c.lambda}, {"layers", c.layers}};
 }
 
 std::shared_ptr<nn::LlamaForCausalLM> load_model_for_inference(const std::string& dir) {
@@ -115,7 +96,7 @@ std::shared_ptr<nn::LlamaForCausalLM> load_model_for_inference(const std::string
   if (!qc.is_null()) {
     const quant::QuantConfig cfg = quant_config_from_json(qc, dir + "/config.json");
     const int64_t swapped = quant::quantize_model(*model, cfg);
-    TQ_CHECK(swapped > 0, "[fp_model] {}/config.json has a quantization_config but none of its modules {} "
+    TQ_CHECK(swapped > 0, "[fp_model] {}/config.json has a quantization_config but none of its layers {} "
              "matched a linear layer", dir, Json(cfg.layers).dump());
     spdlog::debug("load_model_for_inference: {} linears -> QuantLinear ({})", swapped, cfg.method);
   }

@@ -7,11 +7,10 @@
 //   auto lm = infer::make_fp_model(model);                  // config has a quantization_config block
 //   lm->forward(ids.data(), n, logits.data(), /*all_logits=*/true);   // [n, V]
 //
-// quantization_config in config.json (written by quant_config_to_json; see docs/tqinfer.md):
-//   {"quant_method": "tequila", "granularity": "group", "group_size": 128, "lambda": 0.001,
-//    "minima_eps": 0.001, "minima_grad": "paper", "modules": ["q_proj", ...]}
-// Every key but quant_method is optional (QuantConfig's defaults). Tequila's own spellings
-// ("ultraquantv2" = tequila, "ultraquant" = minima; "per_group"/"per_channel"/"per_tensor") are accepted.
+// quantization_config in config.json (the engine's lower.h reads the same block):
+//   {"quant_method" (or "method"): "tequila", "granularity": "group", "group_size": 128,
+//    "lambda": 0.001, "layers": ["q_proj", ...], "minima_eps": 0.001, "minima_grad": "paper"}
+// Absent fields keep QuantConfig's defaults; unknown fields are errors.
 #pragma once
 
 #include <cstdint>
