@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -144,14 +146,23 @@ void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out) {
                "MB/token", "GB/s", "% of probe BW", "GOP/s", "% int8 peak");
   std::fprintf(out, "|---------|---------|----------------|--------------|------------|---------------|------------|---------------|\n");
   for (const BenchRow& r : rows) {
-    const double bw_pct = 100.0 * r.achieved_gbs / r.probe_gbs;
-    const double op_pct = 100.0 * r.achieved_gops / r.peak_gops;
-    std::fprintf(out, "| %-7s | %7d | %14.2f | %12.3f | %10.2f | %13.1f | %10.2f | %13.1f |\n", r.test.c_str(),
-                 r.threads, r.median_tps, r.bytes_per_token / 1e6, r.achieved_gbs, bw_pct, r.achieved_gops, op_pct);
+    auto pct = [](double a, double b) {
+      return std::isfinite(b) && b > 0 ? fmt::format("{:.1f}", 100.0 * a / b) : std::string("n/a");
+    };
+    std::fprintf(out, "| %-7s | %7d | %14.2f | %12.3f | %10.2f | %13s | %10.2f | %13s |\n", r.test.c_str(), r.threads,
+                 r.median_tps, r.bytes_per_token / 1e6, r.achieved_gbs, pct(r.achieved_gbs, r.probe_gbs).c_str(),
+                 r.achieved_gops, pct(r.achieved_gops, r.peak_gops).c_str());
   }
   if (!rows.empty()) {
-    std::fprintf(out, "model: %s; probe read bandwidth %.2f GB/s, int8 peak %.2f GOP/s (per thread count: see "
-                 "--json)\n", rows.front().model.c_str(), rows.back().probe_gbs, rows.back().peak_gops);
+    std::fprintf(out, "model: %s\n", rows.front().model.c_str());
+    int last = -1;
+    for (const BenchRow& r : rows) {
+      if (r.threads == last) continue;
+      last = r.threads;
+      auto num = [](double x) { return std::isfinite(x) ? fmt::format("{:.2f}", x) : std::string("n/a"); };
+      std::fprintf(out, "probes at %d thread(s): read bandwidth %s GB/s, int8 dot-product peak %s GOP/s\n", r.threads,
+                   num(r.probe_gbs).c_str(), num(r.peak_gops).c_str());
+    }
   }
 }
 
