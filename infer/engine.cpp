@@ -1,0 +1,544 @@
+#include "infer/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include "autograd/rope.h"
+#include "core/gemm.h"
+#include "core/parallel.h"
+#include "infer/fused_ops.h"
+
+namespace tq::infer {
+
+void EngineOptions::validate() const {
+  TQ_CHECK(max_context >= 0, "[EngineOptions] max_context {} must be >= 0 (0: config maximum)",
+           max_context);
+  TQ_CHECK(max_batch_tokens >= 1, "[EngineOptions] max_batch_tokens {} must be >= 1",
+           max_batch_tokens);
+  TQ_CHECK(lm_head == "int8" || lm_head == "f32" || lm_head == "bf16",
+           "[EngineOptions] lm_head '{}' must be int8 | f32 | bf16", lm_head);
+  TQ_CHECK(dense_dtype == "f32" || dense_dtype == "bf16",
+           "[EngineOptions] dense_dtype '{}' must be f32 | bf16", dense_dtype);
+  TQ_CHECK(threads >= 0, "[EngineOptions] threads {} must be >= 0 (0: all)", threads);
+}
+
+const Tensor* EnginePlan::find(const std::string& name) const {
+  for (const auto& [n, t] : tensors) {
+    if (n == name) return &t;
+  }
+  return nullptr;
+}
+
+namespace {
+
+// One (fused) projection: packed ternary, or dense f32/bf16 weights with an optional f32 bias.
+struct Mat {
+  bool ternary = false;
+  int64_t rows = 0, cols = 0;
+  kq::PackedTernary packed;
+  Tensor w;  // dense: f32 or bf16 [rows, cols]
+  Tensor b;  // dense: f32 [rows] or undefined
+};
+
+struct Layer {
+  const float* attn_norm = nullptr;  // [C]
+  const float* mlp_norm = nullptr;   // [C]
+  Mat qkv, o, gu, down;              // qkv rows q|k|v; gu rows gate|up
+};
+
+// Where each op's work runs: inside the step's one parallel region (every thread calls the step
+// function; run() is the thread's share followed by a barrier), or, when the plan has a dense
+// linear (oneDNN must be called outside a region), one region per op.
+struct Ctx {
+  bool in_region = false;
+  int tid = 0, nt = 1;
+  template <class F>
+  void run(const F& f) const {
+    if (in_region) {
+      f(tid, nt);
+#pragma omp barrier
+    } else if (nt == 1) {
+      f(0, 1);
+    } else {
+      const int n = nt;
+#pragma omp parallel num_threads(n)
+      f(omp_get_thread_num(), omp_get_num_threads());
+    }
+  }
+};
+
+inline void split(int64_t n, int tid, int nt, int64_t& b, int64_t& e) {
+  b = n * tid / nt;
+  e = n * (tid + 1) / nt;
+}
+
+}  // namespace
+
+struct Engine::State {
+  EnginePlan plan;
+  EngineOptions opts;
+  std::string source;
+  int64_t C = 0, H = 0, Hkv = 0, D = 0, F = 0, V = 0, L = 0, S = 0, Tc = 0, G_c = 0;
+  float eps = 0;
+  const float* embed = nullptr;       // [V, C]
+  const float* final_norm = nullptr;  // [C]
+  std::vector<Layer> layers;
+  std::string head_kind;  // int8 | f32 | bf16
+  Tensor head_w;          // i8 / f32 / bf16 [V, C]
+  const float* head_s = nullptr;  // int8: per-row scale [V]
+  bool all_ternary = true;
+  int nt = 1;
+  kq::KernelIsa isa{};
+  int64_t pos = 0;
+
+  // Buffers (Tc = max tokens per step, S = max context).
+  Tensor x, xn, qkv, att, tmp, gu, hf;  // f32 [Tc, C | C | qkv_rows | H*D | C | 2F | F]
+  Tensor kc, vc;                        // f32 [L, Hkv, S, D]
+  Tensor scores;                        // f32 [nt, S]
+  Tensor rope_cos, rope_sin;            // f32 [S, D/2]
+  Tensor hq;                            // i8 [Tc, C] (int8 head activations)
+  Tensor hs;                            // f32 [Tc]
+  Tensor xb;                            // bf16 [Tc, max(C, H*D, F)] (bf16 dense inputs)
+  kq::QuantizedActs qa_c, qa_hd, qa_f;  // int8 activations entering ternary linears: [T] views
+  kq::QuantizedActs full_c, full_hd, full_f;  // ... of these [Tc] buffers
+  int64_t view_T = -1;                        // T of the views (rebuilt only when T changes)
+  void set_tokens(int64_t T);
+
+  void build();
+  Mat make_mat(const std::string& name) const;
+  void alloc();
+  void step(const int32_t* ids, int64_t T, float* logits, bool all_logits, bool want_head,
+            const Ctx& ctx);
+  void linear(const Mat& m, const Tensor& in_f32, const kq::QuantizedActs& in_q, int64_t T,
+              Tensor& out, const Ctx& ctx);
+};
+
+Mat Engine::State::make_mat(const std::string& name) const {
+  const Json& mats = plan.meta.at("matrices");
+  TQ_CHECK(mats.contains(name), "[engine] {}: matrices.{} missing from the plan", source, name);
+  const Json& m = mats.at(name);
+  const std::string ctx = source + ": matrices." + name;
+  Mat out;
+  const auto kind = json_get<std::string>(m, "kind", ctx);
+  out.rows = json_get<int64_t>(m, "rows", ctx);
+  out.cols = json_get<int64_t>(m, "cols", ctx);
+  TQ_CHECK(out.rows > 0 && out.cols > 0, "[engine] {}: rows/cols must be positive", ctx);
+  auto need = [&](const std::string& t) -> const Tensor& {
+    const Tensor* p = plan.find(name + "." + t);
+    TQ_CHECK(p != nullptr, "[engine] {}: tensor {}.{} missing", source, name, t);
+    return *p;
+  };
+  if (kind == "ternary") {
+    out.ternary = true;
+    const auto rp = json_get<int64_t>(m, "rows_padded", ctx);
+    TQ_CHECK(rp >= out.rows && rp % kq::kTileRows == 0 && rp - out.rows < kq::kTileRows,
+             "[engine] {}: rows_padded {} is not rows {} rounded up to 16", ctx, rp, out.rows);
+    TQ_CHECK(out.cols % kq::kPackGroup == 0, "[engine] {}: cols {} is not a multiple of 128", ctx,
+             out.cols);
+    const Tensor& codes = need("codes");
+    const Tensor& scales = need("scales");
+    const Tensor& bias = need("bias");
+    TQ_CHECK(static_cast<int64_t>(codes.nbytes()) == packed_code_bytes(rp, out.cols),
+             "[engine] {}.codes: {} bytes, expected {} for [{}, {}]", ctx, codes.nbytes(),
+             packed_code_bytes(rp, out.cols), rp, out.cols);
+    TQ_CHECK(scales.dtype() == DType::f16 && scales.shape() == Shape({rp, out.cols / kq::kPackGroup}),
+             "[engine] {}.scales: {} , expected f16[{}, {}]", ctx, scales.str(), rp,
+             out.cols / kq::kPackGroup);
+    TQ_CHECK(bias.dtype() == DType::f32 && bias.shape() == Shape({rp}),
+             "[engine] {}.bias: {}, expected f32[{}]", ctx, bias.str(), rp);
+    out.packed.rows = out.rows;
+    out.packed.cols = out.cols;
+    out.packed.rows_padded = rp;
+    out.packed.codes = codes;
+    out.packed.scales = scales;
+    out.packed.bias = bias;
+  } else if (kind == "dense") {
+    out.w = need("weight");
+    TQ_CHECK((out.w.dtype() == DType::f32 || out.w.dtype() == DType::bf16) &&
+                 out.w.shape() == Shape({out.rows, out.cols}) && out.w.is_contiguous(),
+             "[engine] {}.weight: {}, expected contiguous f32|bf16[{}, {}]", ctx, out.w.str(),
+             out.rows, out.cols);
+    if (const Tensor* b = plan.find(name + ".bias")) {
+      TQ_CHECK(b->dtype() == DType::f32 && b->shape() == Shape({out.rows}),
+               "[engine] {}.bias: {}, expected f32[{}]", ctx, b->str(), out.rows);
+      out.b = *b;
+    }
+  } else {
+    TQ_THROW("[engine] {}: kind '{}' must be ternary | dense", ctx, kind);
+  }
+  return out;
+}
+
+void Engine::State::build() {
+  const nn::LlamaConfig& cfg = plan.config;
+  cfg.validate(source);
+  C = cfg.hidden_size;
+  H = cfg.num_attention_heads;
+  Hkv = cfg.resolved_kv_heads();
+  D = cfg.resolved_head_dim();
+  F = cfg.intermediate_size;
+  V = cfg.vocab_size;
+  L = cfg.num_hidden_layers;
+  eps = static_cast<float>(cfg.rms_norm_eps);
+  S = opts.max_context > 0 ? opts.max_context : std::min<int64_t>(cfg.max_position_embeddings, 8192);
+  Tc = std::min(opts.max_batch_tokens, S);
+  auto vec = [&](const std::string& name, int64_t n) -> const float* {
+    const Tensor* t = plan.find(name);
+    TQ_CHECK(t != nullptr, "[engine] {}: tensor {} missing", source, name);
+    TQ_CHECK(t->dtype() == DType::f32 && t->numel() == n && t->is_contiguous(),
+             "[engine] {}: tensor {} is {}, expected contiguous f32 with {} elements", source, name,
+             t->str(), n);
+    return t->data<float>();
+  };
+  embed = vec("embed_tokens", V * C);
+  final_norm = vec("norm", C);
+  layers.resize(static_cast<size_t>(L));
+  const int64_t qkv_rows = (H + 2 * Hkv) * D;
+  for (int64_t l = 0; l < L; ++l) {
+    Layer& ly = layers[static_cast<size_t>(l)];
+    const std::string p = fmt::format("layers.{}.", l);
+    ly.attn_norm = vec(p + "attn_norm", C);
+    ly.mlp_norm = vec(p + "mlp_norm", C);
+    ly.qkv = make_mat(p + "qkv");
+    ly.o = make_mat(p + "o");
+    ly.gu = make_mat(p + "gate_up");
+    ly.down = make_mat(p + "down");
+    auto shape = [&](const Mat& m, const char* n, int64_t r, int64_t c) {
+      TQ_CHECK(m.rows == r && m.cols == c, "[engine] {}: {}{} is [{}, {}], expected [{}, {}]",
+               source, p, n, m.rows, m.cols, r, c);
+    };
+    shape(ly.qkv, "qkv", qkv_rows, C);
+    shape(ly.o, "o", C, H * D);
+    shape(ly.gu, "gate_up", 2 * F, C);
+    shape(ly.down, "down", C, F);
+    for (const Mat* m : {&ly.qkv, &ly.o, &ly.gu, &ly.down}) all_ternary = all_ternary && m->ternary;
+  }
+  head_kind = json_get<std::string>(plan.meta, "lm_head", source);
+  TQ_CHECK(head_kind == opts.lm_head,
+           "[engine] {}: the plan's LM head is {} but the options ask for {} — hint: lower again "
+           "with lm_head = {}, or load with EngineOptions::lm_head = \"{}\"",
+           source, head_kind, opts.lm_head, opts.lm_head, head_kind);
+  const Tensor* hw = plan.find("lm_head.weight");
+  TQ_CHECK(hw != nullptr, "[engine] {}: tensor lm_head.weight missing", source);
+  const DType want = head_kind == "int8" ? DType::i8 : head_kind == "f32" ? DType::f32 : DType::bf16;
+  TQ_CHECK(hw->dtype() == want && hw->shape() == Shape({V, C}) && hw->is_contiguous(),
+           "[engine] {}: lm_head.weight is {}, expected {}[{}, {}]", source, hw->str(),
+           dtype_name(want), V, C);
+  head_w = *hw;
+  if (head_kind == "int8") head_s = vec("lm_head.scale", V);
+  nt = opts.threads > 0 ? opts.threads : num_threads();
+  isa = kq::best_isa();
+  alloc();
+}
+
+void Engine::State::set_tokens(int64_t T) {
+  if (T == view_T) return;
+  if (full_c.cols % kq::kPackGroup == 0) act_buffers_view(full_c, T, qa_c);
+  if (full_hd.cols % kq::kPackGroup == 0) act_buffers_view(full_hd, T, qa_hd);
+  if (full_f.cols % kq::kPackGroup == 0) act_buffers_view(full_f, T, qa_f);
+  view_T = T;
+}
+
+void Engine::State::alloc() {
+  const int64_t HD = H * D;
+  x = Tensor::zeros({Tc, C});
+  xn = Tensor::zeros({Tc, C});
+  qkv = Tensor::zeros({Tc, (H + 2 * Hkv) * D});
+  att = Tensor::zeros({Tc, HD});
+  tmp = Tensor::zeros({Tc, C});
+  gu = Tensor::zeros({Tc, 2 * F});
+  hf = Tensor::zeros({Tc, F});
+  kc = Tensor::zeros({L, Hkv, S, D});
+  vc = Tensor::zeros({L, Hkv, S, D});
+  scores = Tensor::zeros({nt, S});
+  hq = Tensor::zeros({Tc, C}, DType::i8);
+  hs = Tensor::zeros({Tc});
+  if (!all_ternary && opts.dense_dtype == "bf16") {
+    xb = Tensor::zeros({Tc, std::max({C, HD, F})}, DType::bf16);
+  }
+  act_buffers_alloc(full_c, Tc, C, opts.act_scale);
+  act_buffers_alloc(full_hd, Tc, HD, opts.act_scale);
+  act_buffers_alloc(full_f, Tc, F, opts.act_scale);
+  set_tokens(Tc);
+  // Validate every packed matrix against its activations once: the step calls the unchecked
+  // kernel inside its parallel region (Note [No throw in parallel regions]).
+  for (const Layer& ly : layers) {
+    if (ly.qkv.ternary) kq::ternary_gemm_check(ly.qkv.packed, qa_c, qkv.size(1), isa);
+    if (ly.o.ternary) kq::ternary_gemm_check(ly.o.packed, qa_hd, tmp.size(1), isa);
+    if (ly.gu.ternary) kq::ternary_gemm_check(ly.gu.packed, qa_c, gu.size(1), isa);
+    if (ly.down.ternary) kq::ternary_gemm_check(ly.down.packed, qa_f, tmp.size(1), isa);
+  }
+  // RoPE tables: angles in double, as autograd::rope (HF LlamaRotaryEmbedding).
+  const std::vector<double> inv = autograd::rope_inv_freq(plan.config.rope_config());
+  const int64_t half = D / 2;
+  rope_cos = Tensor::empty({S, half});
+  rope_sin = Tensor::empty({S, half});
+  float* cp = rope_cos.data<float>();
+  float* sp = rope_sin.data<float>();
+  for (int64_t p = 0; p < S; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = static_cast<double>(p) * inv[static_cast<size_t>(i)];
+      cp[p * half + i] = static_cast<float>(std::cos(a));
+      sp[p * half + i] = static_cast<float>(std::sin(a));
+    }
+  }
+}
+
+// out [T, m.rows] = in · Wᵀ (+ bias). Ternary: int8 activations `in_q`, rows split in 16-row tiles
+// over the threads. Dense: f32 `in_f32` through core/gemm (outside any parallel region).
+void Engine::State::linear(const Mat& m, const Tensor& in_f32, const kq::QuantizedActs& in_q,
+                           int64_t T, Tensor& out, const Ctx& ctx) {
+  float* y = out.data<float>();
+  const int64_t ldy = out.size(1);
+  if (m.ternary) {
+    const kq::PackedTernary& w = m.packed;
+    const kq::KernelIsa is = isa;
+    ctx.run([&](int tid, int n) {
+      int64_t b, e;
+      split(w.rows_padded / kq::kTileRows, tid, n, b, e);
+      if (b < e) {
+        kq::ternary_gemm_rows_unchecked(w, in_q, b * kq::kTileRows, e * kq::kTileRows, y, ldy, is);
+      }
+    });
+    return;
+  }
+  TQ_DEBUG_ASSERT(!ctx.in_region);
+  const int64_t K = m.cols;
+  GemmShape gs;
+  gs.trans_b = true;
+  gs.M = T;
+  gs.N = m.rows;
+  gs.K = K;
+  gs.lda = in_f32.size(1);
+  gs.ldb = K;
+  gs.ldc = ldy;
+  if (m.w.dtype() == DType::f32) {
+    gemm(gs, 1.0f, in_f32.data<float>(), m.w.data<float>(), 0.0f, y);
+  } else {
+    const int64_t lda = xb.size(1);
+    uint16_t* xbp = static_cast<uint16_t*>(xb.raw_data());
+    const float* xp = in_f32.data<float>();
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t i = 0; i < K; ++i) xbp[t * lda + i] = f32_to_bf16(xp[t * gs.lda + i]);
+    }
+    gs.lda = lda;
+    gemm_bf16(gs, 1.0f, xbp, static_cast<const uint16_t*>(m.w.raw_data()), 0.0f, y);
+  }
+  if (m.b.defined()) {
+    const float* bp = m.b.data<float>();
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t j = 0; j < m.rows; ++j) y[t * ldy + j] += bp[j];
+    }
+  }
+}
+
+// One step of T <= Tc tokens at positions pos .. pos+T-1. Every thread runs this function when
+// ctx.in_region; all shared writes happen inside ctx.run.
+void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_logits,
+                         bool want_head, const Ctx& ctx) {
+  const int64_t p0 = pos, HD = H * D, half = D / 2, group = H / Hkv;
+  const int64_t qkv_ld = qkv.size(1);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  float* xp = x.data<float>();
+  float* xnp = xn.data<float>();
+  float* tp = tmp.data<float>();
+  float* qkvp = qkv.data<float>();
+  float* attp = att.data<float>();
+  float* gup = gu.data<float>();
+  float* hfp = hf.data<float>();
+  const float* cosp = rope_cos.data<float>();
+  const float* sinp = rope_sin.data<float>();
+
+  ctx.run([&](int tid, int n) {
+    int64_t b, e;
+    split(T, tid, n, b, e);
+    for (int64_t t = b; t < e; ++t) std::memcpy(xp + t * C, embed + ids[t] * C, sizeof(float) * C);
+  });
+  for (int64_t l = 0; l < L; ++l) {
+    const Layer& ly = layers[static_cast<size_t>(l)];
+    // x += tmp (the previous layer's down projection), RMSNorm, int8 quantization.
+    ctx.run([&](int tid, int n) {
+      int64_t b, e;
+      split(T, tid, n, b, e);
+      for (int64_t t = b; t < e; ++t) {
+        if (l > 0) add_rows(xp + t * C, tp + t * C, C);
+        rms_norm_row(xp + t * C, ly.attn_norm, C, eps, xnp + t * C);
+        if (ly.qkv.ternary) quantize_act_row(xnp + t * C, t, qa_c);
+      }
+    });
+    linear(ly.qkv, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
+    // RoPE on q and k heads; k and v into the cache.
+    float* kl = kc.data<float>() + l * Hkv * S * D;
+    float* vl = vc.data<float>() + l * Hkv * S * D;
+    ctx.run([&](int tid, int n) {
+      int64_t b, e;
+      split(T * (H + Hkv), tid, n, b, e);
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t t = i / (H + Hkv), h = i % (H + Hkv), p = p0 + t;
+        float* v = qkvp + t * qkv_ld + h * D;
+        rope_row(v, cosp + p * half, sinp + p * half, half);
+        if (h >= H) {
+          const int64_t kh = h - H;
+          std::memcpy(kl + (kh * S + p) * D, v, sizeof(float) * D);
+          std::memcpy(vl + (kh * S + p) * D, qkvp + t * qkv_ld + (H + Hkv + kh) * D,
+                      sizeof(float) * D);
+        }
+      }
+    });
+    // Causal GQA attention, (token, head) pairs dealt round-robin (causal rows differ in cost).
+    ctx.run([&](int tid, int n) {
+      float* sc = scores.data<float>() + tid * S;
+      for (int64_t i = tid; i < T * H; i += n) {
+        const int64_t t = i / H, h = i % H, kh = h / group;
+        attend_row(qkvp + t * qkv_ld + h * D, kl + kh * S * D, vl + kh * S * D, p0 + t + 1, D,
+                   scale, sc, attp + t * HD + h * D);
+      }
+    });
+    if (ly.o.ternary) {
+      ctx.run([&](int tid, int n) {
+        int64_t b, e;
+        split(T, tid, n, b, e);
+        for (int64_t t = b; t < e; ++t) quantize_act_row(attp + t * HD, t, qa_hd);
+      });
+    }
+    linear(ly.o, att, qa_hd, T, tmp, ctx);
+    ctx.run([&](int tid, int n) {
+      int64_t b, e;
+      split(T, tid, n, b, e);
+      for (int64_t t = b; t < e; ++t) {
+        add_rows(xp + t * C, tp + t * C, C);
+        rms_norm_row(xp + t * C, ly.mlp_norm, C, eps, xnp + t * C);
+        if (ly.gu.ternary) quantize_act_row(xnp + t * C, t, qa_c);
+      }
+    });
+    linear(ly.gu, xn, qa_c, T, gu, ctx);
+    const int64_t gu_ld = gu.size(1);
+    ctx.run([&](int tid, int n) {
+      int64_t b, e;
+      split(T, tid, n, b, e);
+      for (int64_t t = b; t < e; ++t) {
+        swiglu_row(gup + t * gu_ld, gup + t * gu_ld + F, F, hfp + t * F);
+        if (ly.down.ternary) quantize_act_row(hfp + t * F, t, qa_f);
+      }
+    });
+    linear(ly.down, hf, qa_f, T, tmp, ctx);
+  }
+  if (!want_head) return;  // a middle chunk of a long prompt: no logits wanted
+  // Final residual, norm and LM head for the tokens whose logits are wanted.
+  const int64_t t0 = all_logits ? 0 : T - 1;
+  const int64_t nT = T - t0;
+  int8_t* hqp = hq.data<int8_t>();
+  float* hsp = hs.data<float>();
+  const bool int8_head = head_kind == "int8";
+  ctx.run([&](int tid, int n) {
+    int64_t b, e;
+    split(nT, tid, n, b, e);
+    for (int64_t t = t0 + b; t < t0 + e; ++t) {
+      add_rows(xp + t * C, tp + t * C, C);
+      rms_norm_row(xp + t * C, final_norm, C, eps, xnp + t * C);
+      if (int8_head) hsp[t] = quantize_row_per_token(xnp + t * C, C, hqp + t * C);
+    }
+  });
+  ctx.run([&](int tid, int n) {
+    int64_t b, e;
+    split(V, tid, n, b, e);
+    if (b >= e) return;
+    if (int8_head) {
+      lm_head_int8(head_w.data<int8_t>(), head_s, b, e, C, hqp + t0 * C, hsp + t0, nT, logits, V);
+    } else if (head_kind == "f32") {
+      lm_head_f32(head_w.data<float>(), b, e, C, xnp + t0 * C, nT, logits, V);
+    } else {
+      lm_head_bf16(static_cast<const uint16_t*>(head_w.raw_data()), b, e, C, xnp + t0 * C, nT,
+                   logits, V);
+    }
+  });
+}
+
+Engine::Engine(EnginePlan plan, const EngineOptions& opts, const std::string& source)
+    : s_(std::make_unique<State>()) {
+  opts.validate();
+  s_->plan = std::move(plan);
+  s_->opts = opts;
+  s_->source = source;
+  s_->build();
+}
+
+Engine::~Engine() = default;
+
+int32_t Engine::vocab_size() const { return static_cast<int32_t>(s_->V); }
+int64_t Engine::max_context() const { return s_->S; }
+int64_t Engine::position() const { return s_->pos; }
+void Engine::reset() { s_->pos = 0; }
+const EnginePlan& Engine::plan() const { return s_->plan; }
+const EngineOptions& Engine::options() const { return s_->opts; }
+bool Engine::ternary() const { return s_->all_ternary; }
+kq::KernelIsa Engine::isa() const { return s_->isa; }
+int Engine::threads() const { return s_->nt; }
+
+size_t Engine::weights_bytes() const {
+  size_t n = 0;
+  for (const auto& [name, t] : s_->plan.tensors) n += t.nbytes();
+  return n;
+}
+
+size_t Engine::bytes_per_token() const {
+  size_t n = 0;
+  for (const auto& [name, t] : s_->plan.tensors) {
+    if (name != "embed_tokens") n += t.nbytes();
+  }
+  return n + static_cast<size_t>(s_->C) * sizeof(float);  // + one embedding row
+}
+
+std::string Engine::describe() const {
+  const State& s = *s_;
+  return fmt::format("{} (lm_head {}, {} activations), {} threads",
+                     s.all_ternary ? fmt::format("packed ternary {}", kq::isa_name(s.isa))
+                                   : fmt::format("dense {}", s.opts.dense_dtype),
+                     s.head_kind,
+                     s.opts.act_scale == kq::ActScale::per_token ? "per-token" : "per-group",
+                     s.nt);
+}
+
+void Engine::forward(const int32_t* ids, int64_t n, float* logits, bool all_logits) {
+  State& s = *s_;
+  TQ_CHECK(n >= 1, "[Engine::forward] n = {} tokens, need at least 1", n);
+  TQ_CHECK(ids != nullptr && logits != nullptr, "[Engine::forward] null ids or logits");
+  TQ_CHECK(s.pos + n <= s.S,
+           "[Engine::forward] context full: {} + {} tokens exceed max_context {} — hint: reset() "
+           "or raise EngineOptions::max_context",
+           s.pos, n, s.S);
+  for (int64_t i = 0; i < n; ++i) {
+    TQ_CHECK(ids[i] >= 0 && ids[i] < s.V, "[Engine::forward] token id {} at {} outside [0, {})",
+             ids[i], i, s.V);
+  }
+  for (int64_t done = 0; done < n;) {
+    const int64_t T = std::min(s.Tc, n - done);
+    const bool want_head = all_logits || done + T == n;
+    float* out = all_logits ? logits + done * s.V : logits;
+    s.set_tokens(T);
+    if (s.all_ternary && s.nt > 1) {
+      // The whole step in one parallel region; ops are separated by barriers (Ctx::run).
+      const int nt = s.nt;
+#pragma omp parallel num_threads(nt)
+      {
+        Ctx ctx;
+        ctx.in_region = true;
+        ctx.tid = omp_get_thread_num();
+        ctx.nt = omp_get_num_threads();
+        s.step(ids + done, T, out, all_logits, want_head, ctx);
+      }
+    } else {
+      Ctx ctx;
+      ctx.nt = s.nt;
+      s.step(ids + done, T, out, all_logits, want_head, ctx);
+    }
+    s.pos += T;
+    done += T;
+  }
+}
+
+}  // namespace tq::infer

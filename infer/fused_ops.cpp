@@ -1,0 +1,144 @@
+#include "infer/fused_ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace tq::infer {
+
+void act_buffers_alloc(kq::QuantizedActs& qa, int64_t T, int64_t cols, kq::ActScale mode) {
+  const int64_t G = std::max<int64_t>(cols / kq::kPackGroup, 1);
+  qa.tokens = T;
+  qa.cols = cols;
+  qa.mode = mode;
+  qa.q = Tensor::zeros({T, cols}, DType::i8);
+  qa.scale = mode == kq::ActScale::per_token ? Tensor::zeros({T}) : Tensor::zeros({T, G});
+  qa.gsum = Tensor::zeros({T, G}, DType::i32);
+}
+
+void act_buffers_view(const kq::QuantizedActs& full, int64_t T, kq::QuantizedActs& view) {
+  view.tokens = T;
+  view.cols = full.cols;
+  view.mode = full.mode;
+  view.q = full.q.slice(0, 0, T);
+  view.scale = full.scale.slice(0, 0, T);
+  view.gsum = full.gsum.slice(0, 0, T);
+}
+
+namespace {
+// One scale over x [n], as kq::quantize_acts (Note [int8 activation rounding]): m = max|x|,
+// q = clamp(round_half_even(x · 127/m), ±127), s = m / 127 (0 when m == 0).
+inline float quant_span(const float* x, int64_t n, int8_t* q) {
+  float m = 0.0f;
+  for (int64_t i = 0; i < n; ++i) m = std::fmax(m, std::fabs(x[i]));
+  const float inv = m > 0.0f ? 127.0f / m : 0.0f;
+  constexpr float kMagic = 12582912.0f;  // 1.5 · 2^23: (v + kMagic) − kMagic rounds half to even
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::fmin(std::fmax(x[i] * inv, -127.0f), 127.0f);
+    q[i] = static_cast<int8_t>((v + kMagic) - kMagic);
+  }
+  return m / 127.0f;
+}
+}  // namespace
+
+float quantize_row_per_token(const float* x, int64_t n, int8_t* q) { return quant_span(x, n, q); }
+
+void quantize_act_row(const float* x, int64_t t, kq::QuantizedActs& qa) {
+  const int64_t cols = qa.cols, G = cols / kq::kPackGroup;
+  int8_t* q = qa.q.data<int8_t>() + t * cols;
+  int32_t* gs = qa.gsum.data<int32_t>() + t * G;
+  if (qa.mode == kq::ActScale::per_token) {
+    qa.scale.data<float>()[t] = quant_span(x, cols, q);
+  } else {
+    float* s = qa.scale.data<float>() + t * G;
+    for (int64_t g = 0; g < G; ++g) {
+      s[g] = quant_span(x + g * kq::kPackGroup, kq::kPackGroup, q + g * kq::kPackGroup);
+    }
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    int32_t sum = 0;
+    for (int64_t i = 0; i < kq::kPackGroup; ++i) sum += q[g * kq::kPackGroup + i];
+    gs[g] = sum;
+  }
+}
+
+void add_rows(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void rms_norm_row(const float* x, const float* w, int64_t C, float eps, float* y) {
+  double ss = 0;
+  for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(x[c]) * x[c];
+  const auto rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
+  for (int64_t c = 0; c < C; ++c) y[c] = x[c] * rs * w[c];
+}
+
+void rope_row(float* v, const float* cos, const float* sin, int64_t half) {
+  for (int64_t i = 0; i < half; ++i) {
+    const float a = v[i], b = v[i + half];
+    v[i] = a * cos[i] - b * sin[i];
+    v[i + half] = b * cos[i] + a * sin[i];
+  }
+}
+
+void attend_row(const float* q, const float* K, const float* V, int64_t n, int64_t D, float scale,
+                float* scores, float* out) {
+  float mx = -INFINITY;
+  for (int64_t s = 0; s < n; ++s) {
+    float d = 0;
+    for (int64_t i = 0; i < D; ++i) d += q[i] * K[s * D + i];
+    scores[s] = d * scale;
+    mx = std::max(mx, scores[s]);
+  }
+  float sum = 0;
+  for (int64_t s = 0; s < n; ++s) {
+    scores[s] = std::exp(scores[s] - mx);
+    sum += scores[s];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < D; ++i) out[i] = 0;
+  for (int64_t s = 0; s < n; ++s) {
+    const float p = scores[s] * inv;
+    for (int64_t i = 0; i < D; ++i) out[i] += p * V[s * D + i];
+  }
+}
+
+void swiglu_row(const float* gate, const float* up, int64_t F, float* out) {
+  for (int64_t i = 0; i < F; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void lm_head_int8(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
+                  const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo) {
+  for (int64_t j = r0; j < r1; ++j) {
+    const int8_t* wr = w + j * C;
+    for (int64_t t = 0; t < T; ++t) {
+      const int8_t* xr = qx + t * C;
+      int32_t acc = 0;
+      for (int64_t i = 0; i < C; ++i) acc += int32_t{wr[i]} * int32_t{xr[i]};
+      logits[t * ldo + j] = sx[t] * sw[j] * static_cast<float>(acc);
+    }
+  }
+}
+
+void lm_head_f32(const float* w, int64_t r0, int64_t r1, int64_t C, const float* x, int64_t T,
+                 float* logits, int64_t ldo) {
+  for (int64_t j = r0; j < r1; ++j) {
+    for (int64_t t = 0; t < T; ++t) {
+      float acc = 0;
+      for (int64_t i = 0; i < C; ++i) acc += w[j * C + i] * x[t * C + i];
+      logits[t * ldo + j] = acc;
+    }
+  }
+}
+
+void lm_head_bf16(const uint16_t* w, int64_t r0, int64_t r1, int64_t C, const float* x, int64_t T,
+                  float* logits, int64_t ldo) {
+  for (int64_t j = r0; j < r1; ++j) {
+    for (int64_t t = 0; t < T; ++t) {
+      float acc = 0;
+      for (int64_t i = 0; i < C; ++i) acc += bf16_to_f32(w[j * C + i]) * x[t * C + i];
+      logits[t * ldo + j] = acc;
+    }
+  }
+}
+
+}  // namespace tq::infer

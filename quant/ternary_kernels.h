@@ -1,0 +1,49 @@
+// Internal interface between ternary_pack.cpp (dispatch, validation) and the per-ISA kernel
+// translation units ternary_kernels_<isa>.cpp. Raw pointers and PODs only: the ISA files are compiled
+// with AVX flags and must not instantiate inline library code (std templates, Tensor) that the linker
+// could pick for baseline callers. Not part of the public API.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tq::quant::detail {
+
+struct TernaryArgs {
+  const uint8_t* codes = nullptr;    // [rows_padded/16, cols/16, 64]
+  const uint16_t* scales = nullptr;  // f16 bits [rows_padded, G]
+  const float* bias = nullptr;       // [rows_padded]
+  int64_t rows = 0, rows_padded = 0, cols = 0;  // G = cols / 128
+  const int8_t* q = nullptr;         // [T, cols]
+  const float* xscale = nullptr;     // [T] or [T, G]
+  const int32_t* gsum = nullptr;     // [T, G]
+  int64_t tokens = 0;
+  bool per_group = false;
+};
+
+// y[t, j] for j in [r0, min(r1, rows)); r0, r1 multiples of 16. See ternary_pack.h for the formula.
+using GemmRowsFn = void (*)(const TernaryArgs& a, int64_t r0, int64_t r1, float* y,
+                            int64_t ldy) noexcept;
+// acc[t, j, g] (i32 [T, rows_padded, G]) for j in [r0, r1).
+using GroupSumsFn = void (*)(const TernaryArgs& a, int64_t r0, int64_t r1, int32_t* acc) noexcept;
+
+void gemm_rows_scalar(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy) noexcept;
+void group_sums_scalar(const TernaryArgs& a, int64_t r0, int64_t r1, int32_t* acc) noexcept;
+void gemm_rows_avx2(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy) noexcept;
+void group_sums_avx2(const TernaryArgs& a, int64_t r0, int64_t r1, int32_t* acc) noexcept;
+void gemm_rows_avxvnni(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy) noexcept;
+void group_sums_avxvnni(const TernaryArgs& a, int64_t r0, int64_t r1, int32_t* acc) noexcept;
+void gemm_rows_avx512vnni(const TernaryArgs& a, int64_t r0, int64_t r1, float* y,
+                          int64_t ldy) noexcept;
+void group_sums_avx512vnni(const TernaryArgs& a, int64_t r0, int64_t r1, int32_t* acc) noexcept;
+
+// Roofline probes (quant/roofline.cpp). int8 dot-product throughput: runs `iters` iterations on the
+// calling thread and returns the integer ops executed (2 per multiply-add).
+double int8_dot_probe_avx2(int64_t iters) noexcept;
+double int8_dot_probe_avxvnni(int64_t iters) noexcept;
+double int8_dot_probe_avx512vnni(int64_t iters) noexcept;
+// Streaming read of n bytes (n % 256 == 0, p 64-byte aligned); returns a value depending on every byte.
+uint64_t read_stream_avx512(const uint8_t* p, size_t n) noexcept;
+uint64_t read_stream_avx2(const uint8_t* p, size_t n) noexcept;
+
+}  // namespace tq::quant::detail

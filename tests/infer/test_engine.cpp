@@ -1,0 +1,453 @@
+// Tests the inference engine (infer/engine.h, infer/lower.h) against an independent f64 reference
+// written here with plain loops: the training graph's fake-quant forward (codes t, α per group,
+// Tequila bias c) where every activation entering a quantized linear is replaced by
+// kq::fake_quantize_acts, RMSNorm, rotate-half RoPE, causal GQA attention and SwiGLU.
+// Tiny random LLaMA: 2 layers, hidden 128, 4 heads, 2 KV heads, vocab 256, tequila group 128.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "autograd/rope.h"
+#include "infer/engine.h"
+#include "infer/fused_ops.h"
+#include "infer/lower.h"
+#include "nn/attention.h"
+#include "nn/llama.h"
+#include "quant/quant.h"
+#include "tests/test_util.h"
+
+using namespace tq;
+using namespace tq::infer;
+using tq::test::error_of;
+using tq::test::make_rng;
+
+namespace {
+
+nn::LlamaConfig tiny_config() {
+  nn::LlamaConfig c;
+  c.vocab_size = 256;
+  c.hidden_size = 128;
+  c.intermediate_size = 256;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 64;
+  c.rope_theta = 10000;
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = false;
+  return c;
+}
+
+// Larger than HF's 0.02 so attention is far from uniform and the logits are not flat; norm weights
+// 1 + N(0, 0.1²) so a swapped or missing norm weight shows.
+std::unique_ptr<nn::LlamaForCausalLM> tiny_model(uint64_t salt, double stddev = 0.1) {
+  auto m = std::make_unique<nn::LlamaForCausalLM>(tiny_config());
+  Rng rng = make_rng(salt);
+  m->init_weights(rng, stddev);
+  for (auto& [name, p] : m->named_parameters()) {
+    if (name.find("norm") != std::string::npos) {
+      Tensor v = p.value();
+      for (int64_t i = 0; i < v.numel(); ++i) {
+        v.data<float>()[i] = static_cast<float>(1.0 + 0.1 * rng.normal());
+      }
+    }
+  }
+  return m;
+}
+
+quant::QuantConfig tequila_cfg(double lambda = 0.5) {
+  quant::QuantConfig q;
+  q.method = "tequila";
+  q.granularity = quant::Granularity::group;
+  q.group_size = 128;
+  q.lambda = lambda;
+  return q;
+}
+
+std::vector<int32_t> prompt(int64_t n, uint64_t salt) {
+  Rng rng = make_rng(salt);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& id : ids) id = static_cast<int32_t>(rng.below(256));
+  return ids;
+}
+
+// ---- f64 reference ----
+
+struct RefLinear {
+  int64_t out = 0, in = 0;
+  std::vector<double> w, b;  // [out, in], [out]
+  bool quantized = false;
+};
+
+struct RefOptions {
+  bool quant_acts = true;  // fake-quantize the inputs of quantized linears
+  kq::ActScale mode = kq::ActScale::per_token;
+  bool alpha_f16 = true;         // α rounded to f16 as the packed layout stores it
+  bool bias_after_rope = false;  // the wrong order, to show the test can tell
+};
+
+RefLinear ref_linear(const nn::Linear& lin, const RefOptions& o) {
+  RefLinear r;
+  r.out = lin.out_features();
+  r.in = lin.in_features();
+  r.w.assign(static_cast<size_t>(r.out * r.in), 0.0);
+  r.b.assign(static_cast<size_t>(r.out), 0.0);
+  const auto* ql = dynamic_cast<const quant::QuantLinear*>(&lin);
+  if (ql != nullptr) {
+    r.quantized = true;
+    const quant::TernaryView v = ql->export_ternary();
+    const int64_t G = v.group_size, ng = r.in / G;
+    for (int64_t j = 0; j < r.out; ++j) {
+      r.b[static_cast<size_t>(j)] = v.bias.flat(j);
+      for (int64_t i = 0; i < r.in; ++i) {
+        double a = v.alpha.flat(j * ng + i / G);
+        if (o.alpha_f16) a = f16_to_f32(f32_to_f16(static_cast<float>(a)));
+        r.w[static_cast<size_t>(j * r.in + i)] = v.codes.flat(j * r.in + i) * a;
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < r.out * r.in; ++i) r.w[static_cast<size_t>(i)] = lin.weight().value().flat(i);
+  }
+  return r;
+}
+
+// y [T, out] = act(x) · Wᵀ (+ bias unless skip_bias).
+std::vector<double> ref_apply(const RefLinear& l, const std::vector<double>& x, int64_t T,
+                              const RefOptions& o, bool skip_bias = false) {
+  std::vector<double> xin = x;
+  if (l.quantized && o.quant_acts) {
+    std::vector<float> xf(x.begin(), x.end()), xh(x.size());
+    kq::fake_quantize_acts(xf.data(), T, l.in, o.mode, xh.data());
+    xin.assign(xh.begin(), xh.end());
+  }
+  std::vector<double> y(static_cast<size_t>(T * l.out));
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j < l.out; ++j) {
+      double s = skip_bias ? 0.0 : l.b[static_cast<size_t>(j)];
+      for (int64_t i = 0; i < l.in; ++i) {
+        s += xin[static_cast<size_t>(t * l.in + i)] * l.w[static_cast<size_t>(j * l.in + i)];
+      }
+      y[static_cast<size_t>(t * l.out + j)] = s;
+    }
+  }
+  return y;
+}
+
+std::vector<double> ref_norm(const std::vector<double>& x, const Tensor& w, int64_t T, int64_t C,
+                             double eps) {
+  std::vector<double> y(x.size());
+  for (int64_t t = 0; t < T; ++t) {
+    double ss = 0;
+    for (int64_t c = 0; c < C; ++c) ss += x[static_cast<size_t>(t * C + c)] * x[static_cast<size_t>(t * C + c)];
+    const double r = 1.0 / std::sqrt(ss / static_cast<double>(C) + eps);
+    for (int64_t c = 0; c < C; ++c) {
+      y[static_cast<size_t>(t * C + c)] = x[static_cast<size_t>(t * C + c)] * r * w.flat(c);
+    }
+  }
+  return y;
+}
+
+template <class M>
+const M& sub(const nn::Module& parent, const std::string& name) {
+  for (const auto& [n, m] : parent.named_children()) {
+    if (n == name) return dynamic_cast<const M&>(*m);
+  }
+  throw std::runtime_error("no child " + name);
+}
+
+// Logits [T, V] for ids at positions 0..T-1 (f32 LM head, in double).
+std::vector<double> ref_forward(const nn::LlamaForCausalLM& m, const std::vector<int32_t>& ids,
+                                const RefOptions& o) {
+  const nn::LlamaConfig& cfg = m.config();
+  const int64_t T = static_cast<int64_t>(ids.size()), C = cfg.hidden_size, V = cfg.vocab_size;
+  const int64_t H = cfg.num_attention_heads, Hkv = cfg.resolved_kv_heads(), D = cfg.resolved_head_dim();
+  const int64_t F = cfg.intermediate_size, half = D / 2;
+  const std::vector<double> inv = autograd::rope_inv_freq(cfg.rope_config());
+  const Tensor emb = m.model().embed_tokens().weight().value();
+  std::vector<double> x(static_cast<size_t>(T * C));
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t c = 0; c < C; ++c) x[static_cast<size_t>(t * C + c)] = emb.flat(ids[static_cast<size_t>(t)] * C + c);
+  }
+  auto rope = [&](double* v, int64_t p) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = static_cast<double>(p) * inv[static_cast<size_t>(i)];
+      const double c = static_cast<float>(std::cos(a)), s = static_cast<float>(std::sin(a));
+      const double x0 = v[i], x1 = v[i + half];
+      v[i] = x0 * c - x1 * s;
+      v[i + half] = x1 * c + x0 * s;
+    }
+  };
+  const nn::ModuleList& layers = m.model().layers();
+  for (int64_t l = 0; l < layers.size(); ++l) {
+    const auto& layer = layers.at<nn::LlamaDecoderLayer>(l);
+    const auto& attn = sub<nn::LlamaAttention>(layer, "self_attn");
+    const auto& mlp = sub<nn::LlamaMLP>(layer, "mlp");
+    const auto xn = ref_norm(x, sub<nn::RMSNorm>(layer, "input_layernorm").weight().value(), T, C,
+                             cfg.rms_norm_eps);
+    const RefLinear lq = ref_linear(sub<nn::Linear>(attn, "q_proj"), o);
+    const RefLinear lk = ref_linear(sub<nn::Linear>(attn, "k_proj"), o);
+    const RefLinear lv = ref_linear(sub<nn::Linear>(attn, "v_proj"), o);
+    auto q = ref_apply(lq, xn, T, o, o.bias_after_rope);
+    auto k = ref_apply(lk, xn, T, o, o.bias_after_rope);
+    const auto v = ref_apply(lv, xn, T, o);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t h = 0; h < H; ++h) rope(&q[static_cast<size_t>((t * H + h) * D)], t);
+      for (int64_t h = 0; h < Hkv; ++h) rope(&k[static_cast<size_t>((t * Hkv + h) * D)], t);
+      if (o.bias_after_rope) {
+        for (int64_t j = 0; j < H * D; ++j) q[static_cast<size_t>(t * H * D + j)] += lq.b[static_cast<size_t>(j)];
+        for (int64_t j = 0; j < Hkv * D; ++j) k[static_cast<size_t>(t * Hkv * D + j)] += lk.b[static_cast<size_t>(j)];
+      }
+    }
+    std::vector<double> a(static_cast<size_t>(T * H * D), 0.0);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t kh = h / (H / Hkv);
+        std::vector<double> sc(static_cast<size_t>(t + 1));
+        double mx = -1e300, sum = 0;
+        for (int64_t s = 0; s <= t; ++s) {
+          double d = 0;
+          for (int64_t i = 0; i < D; ++i) {
+            d += q[static_cast<size_t>((t * H + h) * D + i)] * k[static_cast<size_t>((s * Hkv + kh) * D + i)];
+          }
+          sc[static_cast<size_t>(s)] = d * scale;
+          mx = std::max(mx, d * scale);
+        }
+        for (auto& e : sc) sum += (e = std::exp(e - mx));
+        for (int64_t s = 0; s <= t; ++s) {
+          for (int64_t i = 0; i < D; ++i) {
+            a[static_cast<size_t>((t * H + h) * D + i)] +=
+                sc[static_cast<size_t>(s)] / sum * v[static_cast<size_t>((s * Hkv + kh) * D + i)];
+          }
+        }
+      }
+    }
+    const auto o_out = ref_apply(ref_linear(sub<nn::Linear>(attn, "o_proj"), o), a, T, o);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += o_out[i];
+    const auto xn2 = ref_norm(x, sub<nn::RMSNorm>(layer, "post_attention_layernorm").weight().value(),
+                              T, C, cfg.rms_norm_eps);
+    const auto g = ref_apply(ref_linear(sub<nn::Linear>(mlp, "gate_proj"), o), xn2, T, o);
+    const auto u = ref_apply(ref_linear(sub<nn::Linear>(mlp, "up_proj"), o), xn2, T, o);
+    std::vector<double> hsw(static_cast<size_t>(T * F));
+    for (size_t i = 0; i < hsw.size(); ++i) hsw[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+    const auto d = ref_apply(ref_linear(sub<nn::Linear>(mlp, "down_proj"), o), hsw, T, o);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += d[i];
+  }
+  const auto xf = ref_norm(x, sub<nn::RMSNorm>(m.model(), "norm").weight().value(), T, C,
+                           cfg.rms_norm_eps);
+  const Tensor hw = m.lm_head_weight().value();
+  std::vector<double> logits(static_cast<size_t>(T * V));
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j < V; ++j) {
+      double s = 0;
+      for (int64_t c = 0; c < C; ++c) s += xf[static_cast<size_t>(t * C + c)] * hw.flat(j * C + c);
+      logits[static_cast<size_t>(t * V + j)] = s;
+    }
+  }
+  return logits;
+}
+
+std::vector<float> run(Engine& e, const std::vector<int32_t>& ids) {
+  std::vector<float> out(ids.size() * static_cast<size_t>(e.vocab_size()));
+  e.reset();
+  e.forward(ids.data(), static_cast<int64_t>(ids.size()), out.data(), true);
+  return out;
+}
+
+// max |a - b| / max |b|
+template <class A, class B>
+double rel_max_diff(const std::vector<A>& a, const std::vector<B>& b) {
+  double d = 0, m = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    d = std::max(d, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+    m = std::max(m, std::abs(static_cast<double>(b[i])));
+  }
+  return d / m;
+}
+
+}  // namespace
+
+TEST_CASE("engine: fused activation quantization equals kq::quantize_acts bit for bit") {
+  Rng rng = make_rng(1);
+  const int64_t T = 3, cols = 256;
+  std::vector<float> x(static_cast<size_t>(T * cols));
+  for (auto& v : x) v = static_cast<float>(rng.normal() * 2.0);
+  x[5] = 0;
+  for (int64_t i = 0; i < 128; ++i) x[static_cast<size_t>(cols + 128 + i)] = 0;  // an all-zero group
+  for (kq::ActScale mode : {kq::ActScale::per_token, kq::ActScale::per_group}) {
+    kq::QuantizedActs ref, mine;
+    kq::quantize_acts(x.data(), T, cols, mode, ref);
+    act_buffers_alloc(mine, T, cols, mode);
+    for (int64_t t = 0; t < T; ++t) quantize_act_row(x.data() + t * cols, t, mine);
+    CHECK(ref.q.to_vector() == mine.q.to_vector());
+    CHECK(ref.gsum.to_vector() == mine.gsum.to_vector());
+    const auto rs = ref.scale.to_vector(), ms = mine.scale.to_vector();
+    REQUIRE(rs.size() <= ms.size());
+    for (size_t i = 0; i < rs.size(); ++i) CHECK(rs[i] == ms[i]);
+  }
+}
+
+TEST_CASE("engine: ternary plan matches the f64 fake-quant reference (int8 activations)") {
+  auto m = tiny_model(10);
+  quant::quantize_model(*m, tequila_cfg());
+  const auto ids = prompt(12, 11);
+  for (kq::ActScale mode : {kq::ActScale::per_token, kq::ActScale::per_group}) {
+    EngineOptions o;
+    o.lm_head = "f32";
+    o.act_scale = mode;
+    auto eng = lower(*m, o);
+    CHECK(eng->ternary());
+    const auto got = run(*eng, ids);
+    RefOptions ro;
+    ro.mode = mode;
+    const auto ref = ref_forward(*m, ids, ro);
+    const double d = rel_max_diff(got, ref);
+    MESSAGE("parity (" << (mode == kq::ActScale::per_token ? "per-token" : "per-group")
+                       << "): max|engine - ref| / max|ref| = " << d);
+    CHECK(d < 1e-4);
+    // Without activation quantization in the reference the gap is the int8 rounding itself.
+    ro.quant_acts = false;
+    const double d_noact = rel_max_diff(got, ref_forward(*m, ids, ro));
+    MESSAGE("vs reference without int8 activations: " << d_noact);
+    CHECK(d_noact > 2 * d);
+  }
+}
+
+TEST_CASE("engine: the Tequila bias is added before RoPE for q and k") {
+  auto m = tiny_model(20);
+  quant::quantize_model(*m, tequila_cfg(1.0));
+  const auto ids = prompt(10, 21);
+  EngineOptions o;
+  o.lm_head = "f32";
+  auto eng = lower(*m, o);
+  const auto got = run(*eng, ids);
+  RefOptions before, after;
+  after.bias_after_rope = true;
+  const double d_before = rel_max_diff(got, ref_forward(*m, ids, before));
+  const double d_after = rel_max_diff(got, ref_forward(*m, ids, after));
+  MESSAGE("bias before RoPE: " << d_before << ", after RoPE: " << d_after);
+  CHECK(d_before < 1e-4);
+  CHECK(d_after > 10 * d_before);
+  CHECK(d_after > 1e-2);
+}
+
+TEST_CASE("engine: int8 LM head stays within its bound of the f32 head") {
+  auto m = tiny_model(30);
+  quant::quantize_model(*m, tequila_cfg());
+  const auto ids = prompt(8, 31);
+  EngineOptions o8, o32, obf;
+  o32.lm_head = "f32";
+  obf.lm_head = "bf16";
+  const auto l8 = run(*lower(*m, o8), ids);
+  const auto l32 = run(*lower(*m, o32), ids);
+  const auto lbf = run(*lower(*m, obf), ids);
+  const double d8 = rel_max_diff(l8, l32), dbf = rel_max_diff(lbf, l32);
+  MESSAGE("int8 head vs f32 head: " << d8 << "; bf16 head vs f32 head: " << dbf);
+  CHECK(d8 < 2e-2);
+  CHECK(d8 > 0);
+  CHECK(dbf < 1e-2);
+}
+
+TEST_CASE("engine: prefill equals token-by-token decode and chunked prefill") {
+  auto m = tiny_model(40);
+  quant::quantize_model(*m, tequila_cfg());
+  const auto ids = prompt(13, 41);
+  const int64_t V = 256, n = static_cast<int64_t>(ids.size());
+  EngineOptions o;
+  auto eng = lower(*m, o);
+  const auto pre = run(*eng, ids);
+  eng->reset();
+  std::vector<float> dec(pre.size());
+  for (int64_t t = 0; t < n; ++t) {
+    eng->forward(&ids[static_cast<size_t>(t)], 1, dec.data() + t * V, false);
+  }
+  CHECK(eng->position() == n);
+  const double d = rel_max_diff(dec, pre);
+  MESSAGE("prefill vs decode: " << d);
+  CHECK(d < 1e-5);
+  EngineOptions oc;
+  oc.max_batch_tokens = 5;
+  auto chunked = lower(*m, oc);
+  CHECK(rel_max_diff(run(*chunked, ids), pre) < 1e-5);
+  // Last-token logits only, over chunks.
+  std::vector<float> last(static_cast<size_t>(V));
+  chunked->reset();
+  chunked->forward(ids.data(), n, last.data(), false);
+  const std::vector<float> pre_last(pre.end() - V, pre.end());
+  CHECK(rel_max_diff(last, pre_last) < 1e-5);
+  // Context limit.
+  EngineOptions os;
+  os.max_context = 8;
+  auto small = lower(*m, os);
+  CHECK(error_of([&] { run(*small, ids); }).find("max_context 8") != std::string::npos);
+}
+
+TEST_CASE("engine: dense path matches the nn forward of an unquantized model") {
+  auto m = tiny_model(50);
+  const auto ids = prompt(9, 51);
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const Tensor idt = Tensor::from_vector(ids, {1, n});
+  const auto ref_t = m->forward(idt).value().to_vector();
+  EngineOptions o;
+  o.lm_head = "f32";
+  auto eng = lower(*m, o);
+  CHECK(!eng->ternary());
+  const double d = rel_max_diff(run(*eng, ids), ref_t);
+  MESSAGE("dense f32 vs nn forward: " << d);
+  CHECK(d < 1e-5);
+  o.dense_dtype = "bf16";
+  o.lm_head = "bf16";
+  const double db = rel_max_diff(run(*lower(*m, o), ids), ref_t);
+  MESSAGE("dense bf16 vs nn forward: " << db);
+  CHECK(db < 3e-2);
+  // A quantized model lowered dense equals the training graph's fake-quant forward (f32 acts).
+  quant::quantize_model(*m, tequila_cfg());
+  EngineOptions od;
+  od.dense = true;
+  od.lm_head = "f32";
+  const auto fq = m->forward(idt).value().to_vector();
+  CHECK(rel_max_diff(run(*lower(*m, od), ids), fq) < 1e-5);
+}
+
+TEST_CASE("engine: lowering errors name the layer and the fix") {
+  auto m = tiny_model(60);
+  quant::QuantConfig q = tequila_cfg();
+  q.layers = {"q_proj", "k_proj"};  // v_proj stays dense: the fused QKV would mix kinds
+  quant::quantize_model(*m, q);
+  const std::string e = error_of([&] { lower(*m); });
+  CHECK(e.find("layers.0.qkv") != std::string::npos);
+  CHECK(e.find("mix") != std::string::npos);
+  auto m2 = tiny_model(61);
+  quant::QuantConfig q64 = tequila_cfg();
+  q64.group_size = 64;
+  quant::quantize_model(*m2, q64);
+  CHECK(error_of([&] { lower(*m2); }).find("group_size 64") != std::string::npos);
+  EngineOptions bad;
+  bad.lm_head = "int4";
+  CHECK(error_of([&] { lower(*m2, bad); }).find("lm_head") != std::string::npos);
+}
+
+TEST_CASE("engine: checkpoint directory with quantization_config lowers like the model") {
+  tq::test::TempDir dir("engine_ckpt");
+  auto m = tiny_model(70);
+  const quant::QuantConfig q = tequila_cfg();
+  quant::quantize_model(*m, q);
+  // The config block written as the trainer does; read back by load_engine.
+  nn::LlamaConfig cfg = m->config();
+  cfg.quantization_config = quant_config_to_json(q);
+  auto m2 = std::make_unique<nn::LlamaForCausalLM>(cfg);
+  std::map<std::string, Tensor> sd;
+  for (auto& [k, v] : m->state_dict()) sd[k] = v;
+  m2->load_state_dict(sd);
+  nn::save_llama(*m2, dir.path.string());
+  const auto ids = prompt(6, 71);
+  const auto a = run(*lower(*m), ids);
+  const auto b = run(*load_engine(dir.path.string()), ids);
+  CHECK(a == b);
+  CHECK(quant_config_from_json(quant_config_to_json(q), "x").group_size == 128);
+  CHECK(error_of([] { quant_config_from_json(Json{{"methd", "tequila"}}, "cfg.json"); })
+            .find("methd") != std::string::npos);
+}
