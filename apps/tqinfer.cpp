@@ -5,8 +5,9 @@
 //   tqinfer eval     --model DIR --tasks FILE|GLOB... [--output results.json] [--limit N] [--fp]
 //   tqinfer bench    (--model DIR | --shape llama-3.2-1b) [-p 512] [-n 128] [-r 5] [-t 1,2] [--json] [--fp]
 //   tqinfer convert  --model DIR --output FILE
-// Every subcommand runs on the packed ternary engine by default and on the training graph (full precision,
-// or fake-quant when config.json has a quantization_config) with --fp. open_model() is the one switch.
+// Every subcommand runs on the packed ternary engine (infer/engine.h) by default and on the training graph
+// (full precision, or fake-quant when config.json has a quantization_config) with --fp. open_model() is
+// the one switch. --model is a checkpoint directory, or (engine only) a packed file from `convert`.
 #include <glob.h>
 
 #include <cstdio>
@@ -26,8 +27,11 @@
 #include "core/parallel.h"
 #include "data/tokenizer.h"
 #include "infer/bench.h"
+#include "infer/engine.h"
 #include "infer/fp_model.h"
+#include "infer/lower.h"
 #include "infer/mc_eval.h"
+#include "infer/packed_model.h"
 #include "infer/perplexity.h"
 #include "infer/sampling.h"
 #include "nn/llama.h"
@@ -45,37 +49,67 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+// Engine options every subcommand shares (--lm-head).
+tq::infer::EngineOptions g_engine_opts;
+
 // A model ready to run: the LanguageModel plus what the subcommands need around it.
 struct OpenModel {
-  std::shared_ptr<tq::nn::LlamaForCausalLM> graph;  // the training graph (--fp), else null
+  std::shared_ptr<tq::nn::LlamaForCausalLM> graph;  // the training graph (--fp, or the source of a lowering)
+  std::shared_ptr<tq::infer::EnginePlan> plan;      // packed path: the lowered weights
   std::unique_ptr<LanguageModel> lm;
   std::vector<int32_t> eos_ids;  // from config.json
   int64_t weight_bytes = 0;      // bytes of weights one decoded token reads
   int64_t matmul_macs = 0;
+
+  // The same model at another thread count (the engine fixes its threads when built).
+  LanguageModel& at_threads(int threads) {
+    if (plan) {
+      tq::infer::EngineOptions o = g_engine_opts;
+      o.threads = threads;
+      lm = std::make_unique<tq::infer::Engine>(*plan, o);
+    }
+    return *lm;
+  }
 };
 
-// The packed-engine switch. Until the engine lands (infer/engine.h), only --fp runs.
-OpenModel open_model(const std::string& model_dir, bool fp) {
-  TQ_CHECK(!model_dir.empty(), "[tqinfer] --model DIR is required");
-  TQ_CHECK(std::filesystem::is_directory(model_dir),
-           "[tqinfer] model directory {} is missing (expected config.json, model.safetensors, tokenizer)", model_dir);
+// The one switch between the packed ternary engine (default) and the training graph (--fp).
+// `graph` non-null: use that in-memory model (bench --shape) instead of loading `path`.
+OpenModel open_model(const std::string& path, bool fp, std::shared_ptr<tq::nn::LlamaForCausalLM> graph = {}) {
+  namespace fs = std::filesystem;
   OpenModel m;
-  if (!fp) {
-    TQ_THROW("[tqinfer] the packed ternary engine is not available yet in this build — hint: pass --fp to run "
-             "the training graph (full precision, or fake-quant with a quantization_config)");
+  if (!graph) {
+    TQ_CHECK(!path.empty(), "[tqinfer] --model is required");
+    TQ_CHECK(fs::exists(path), "[tqinfer] model {} is missing (expected a checkpoint directory with config.json, "
+             "model.safetensors and a tokenizer, or a packed .tqpk file)", path);
+    if (fs::is_directory(path)) graph = tq::infer::load_model_for_inference(path);
+    TQ_CHECK(graph || !fp, "[tqinfer] --fp needs a checkpoint directory, not the packed file {}", path);
   }
-  m.graph = tq::infer::load_model_for_inference(model_dir);
-  const tq::nn::LlamaConfig& c = m.graph->config();
-  for (int64_t id : c.eos_token_ids) m.eos_ids.push_back(static_cast<int32_t>(id));
-  if (c.eos_token_id >= 0) m.eos_ids.push_back(static_cast<int32_t>(c.eos_token_id));
-  m.weight_bytes = tq::infer::parameter_bytes(*m.graph);
-  m.matmul_macs = tq::infer::llama_matmul_macs(c);
-  m.lm = tq::infer::make_fp_model(m.graph);
+  const tq::nn::LlamaConfig* cfg = nullptr;
+  if (fp) {
+    m.graph = graph;
+    cfg = &graph->config();
+    m.weight_bytes = tq::infer::parameter_bytes(*graph);
+    m.lm = tq::infer::make_fp_model(graph);
+  } else {
+    m.graph = graph;
+    m.plan = std::make_shared<tq::infer::EnginePlan>(graph ? tq::infer::lower_plan(*graph, g_engine_opts)
+                                                            : tq::infer::read_packed_plan(path));
+    auto eng = std::make_unique<tq::infer::Engine>(*m.plan, g_engine_opts, graph ? "lower" : path);
+    m.weight_bytes = static_cast<int64_t>(eng->bytes_per_token());
+    m.lm = std::move(eng);
+    cfg = &m.plan->config;
+  }
+  for (int64_t id : cfg->eos_token_ids) m.eos_ids.push_back(static_cast<int32_t>(id));
+  if (cfg->eos_token_id >= 0) m.eos_ids.push_back(static_cast<int32_t>(cfg->eos_token_id));
+  m.matmul_macs = tq::infer::llama_matmul_macs(*cfg);
   return m;
 }
 
-std::unique_ptr<tq::data::Tokenizer> open_tokenizer(const std::string& model_dir, const std::string& tokenizer) {
-  return tq::data::load_tokenizer(tokenizer.empty() ? model_dir : tokenizer);
+// --tokenizer, else the model directory (or the directory holding a packed file).
+std::unique_ptr<tq::data::Tokenizer> open_tokenizer(const std::string& model, const std::string& tokenizer) {
+  if (!tokenizer.empty()) return tq::data::load_tokenizer(tokenizer);
+  const std::filesystem::path p(model);
+  return tq::data::load_tokenizer(std::filesystem::is_directory(p) ? model : p.parent_path().string());
 }
 
 // --- generate ---
@@ -227,21 +261,16 @@ int run_bench(BenchArgs& a) {
     m = open_model(a.model, a.fp);
   } else {
     const tq::nn::LlamaConfig cfg = tq::infer::shape_config(a.shape);
-    if (!a.fp) {
-      TQ_THROW("[tqinfer] the packed ternary engine is not available yet in this build — hint: pass --fp to "
-               "benchmark the fake-quant training graph of the random --shape model");
-    }
+    spdlog::info("bench: building a random {} model, Tequila-quantized (group 128)", a.shape);
     auto model = std::make_shared<tq::nn::LlamaForCausalLM>(cfg);
     tq::Rng rng(a.o.seed);
     model->init_weights(rng);
     tq::quant::QuantConfig qc;  // random ternary: Tequila, group 128
     tq::quant::quantize_model(*model, qc);
-    m.graph = model;
-    m.weight_bytes = tq::infer::parameter_bytes(*model);
-    m.matmul_macs = tq::infer::llama_matmul_macs(cfg);
-    m.lm = tq::infer::make_fp_model(model);
+    m = open_model("", a.fp, model);
+    if (!a.fp) m.graph.reset();  // the plan holds what the engine needs; free the f32 latent weights
   }
-  const auto rows = tq::infer::run_bench([&](int) -> LanguageModel& { return *m.lm; },
+  const auto rows = tq::infer::run_bench([&](int t) -> LanguageModel& { return m.at_threads(t); },
                                          {m.weight_bytes, m.matmul_macs}, a.o, [](const tq::infer::BenchRow& r) {
                                            spdlog::info("bench: {} threads {}: {:.2f} t/s", r.test, r.threads,
                                                         r.median_tps);
@@ -257,9 +286,14 @@ int run_bench(BenchArgs& a) {
 // --- convert ---
 
 int run_convert(const std::string& model_dir, const std::string& output) {
-  TQ_CHECK(std::filesystem::is_directory(model_dir), "[tqinfer] model directory {} is missing", model_dir);
-  (void)output;
-  TQ_THROW("[tqinfer] convert needs the packed ternary engine, which is not available yet in this build");
+  TQ_CHECK(std::filesystem::is_directory(model_dir), "[tqinfer] convert: model directory {} is missing", model_dir);
+  const auto model = tq::infer::load_model_for_inference(model_dir);
+  const tq::infer::EnginePlan plan = tq::infer::lower_plan(*model, g_engine_opts);
+  tq::infer::save_packed(plan, output);
+  spdlog::info("convert: wrote {} ({:.2f} MB)", output,
+               static_cast<double>(std::filesystem::file_size(output)) / 1e6);
+  std::printf("%s\n", output.c_str());
+  return 0;
 }
 
 }  // namespace
@@ -271,11 +305,12 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--threads", threads, "threads (default: all cores, or TQ_THREADS)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.add_option("--lm-head", g_engine_opts.lm_head, "packed engine LM head: int8 (default) | f32 | bf16");
 
   // generate
   GenerateArgs ga;
   CLI::App* gen = app.add_subcommand("generate", "generate text from a prompt (streams to stdout)");
-  gen->add_option("--model", ga.model, "model directory (config.json, weights, tokenizer)")->required();
+  gen->add_option("--model", ga.model, "checkpoint directory (config.json, weights, tokenizer) or packed .tqpk file")->required();
   gen->add_option("--tokenizer", ga.tokenizer, "tokenizer file or directory (default: the model directory)");
   gen->add_option("--prompt", ga.prompt, "prompt text (default: read stdin)");
   gen->add_option("--max-tokens", ga.so.max_tokens, "tokens to generate at most (default 128)");
@@ -293,7 +328,7 @@ int main(int argc, char** argv) {
   int64_t ctx = 0;
   bool json = false, ppl_fp = false;
   CLI::App* ppl = app.add_subcommand("ppl", "perplexity and bits per byte of a text file");
-  ppl->add_option("--model", ppl_model, "model directory (config.json, weights, tokenizer)")->required();
+  ppl->add_option("--model", ppl_model, "checkpoint directory (config.json, weights, tokenizer) or packed .tqpk file")->required();
   ppl->add_option("--tokenizer", ppl_tokenizer, "tokenizer file or directory (default: the model directory)");
   ppl->add_option("--text", text_path, "UTF-8 text file")->required()->check(CLI::ExistingFile);
   ppl->add_option("--ctx", ctx, "tokens per window (default: min(512, the model's context))");
@@ -303,7 +338,7 @@ int main(int argc, char** argv) {
   // eval
   EvalArgs ea;
   CLI::App* ev = app.add_subcommand("eval", "multiple-choice jsonl tasks scored like lm-evaluation-harness");
-  ev->add_option("--model", ea.model, "model directory (config.json, weights, tokenizer)")->required();
+  ev->add_option("--model", ea.model, "checkpoint directory (config.json, weights, tokenizer) or packed .tqpk file")->required();
   ev->add_option("--tokenizer", ea.tokenizer, "tokenizer file or directory (default: the model directory)");
   ev->add_option("--tasks", ea.tasks, "jsonl task files or globs ({\"context\", \"choices\", \"gold\"} per line)")
       ->required();
@@ -316,7 +351,7 @@ int main(int argc, char** argv) {
   // bench
   BenchArgs ba;
   CLI::App* be = app.add_subcommand("bench", "prefill (pp) and decode (tg) tokens/s, llama-bench style");
-  be->add_option("--model", ba.model, "model directory");
+  be->add_option("--model", ba.model, "checkpoint directory or packed .tqpk file");
   be->add_option("--shape", ba.shape, "random ternary model of a shape: tiny, small, llama-3.2-1b, llama-3.2-3b");
   be->add_option("-p,--n-prompt", ba.o.n_prompt, "prefill tokens (default 512, 0 = skip)");
   be->add_option("-n,--n-gen", ba.o.n_gen, "decode tokens (default 128, 0 = skip)");
@@ -336,6 +371,7 @@ int main(int argc, char** argv) {
   try {
     tq::init_logging(log_level, "");
     tq::set_num_threads(threads);
+    g_engine_opts.validate();
     if (*gen) return run_generate(ga);
     if (*ppl) return run_ppl(ppl_model, ppl_tokenizer, text_path, ctx, json, ppl_fp);
     if (*ev) return run_eval(ea);

@@ -154,14 +154,13 @@ void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out) {
                  r.achieved_gops, pct(r.achieved_gops, r.peak_gops).c_str());
   }
   if (!rows.empty()) {
-    std::fprintf(out, "model: %s\n", rows.front().model.c_str());
     int last = -1;
     for (const BenchRow& r : rows) {
       if (r.threads == last) continue;
       last = r.threads;
       auto num = [](double x) { return std::isfinite(x) ? fmt::format("{:.2f}", x) : std::string("n/a"); };
-      std::fprintf(out, "probes at %d thread(s): read bandwidth %s GB/s, int8 dot-product peak %s GOP/s\n", r.threads,
-                   num(r.probe_gbs).c_str(), num(r.peak_gops).c_str());
+      std::fprintf(out, "%d thread(s): %s; probes: read bandwidth %s GB/s, int8 dot-product peak %s GOP/s\n",
+                   r.threads, r.model.c_str(), num(r.probe_gbs).c_str(), num(r.peak_gops).c_str());
     }
   }
 }

@@ -7,6 +7,7 @@
 #include "autograd/tape.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "infer/lower.h"
 
 namespace tq::infer {
 
@@ -59,35 +60,6 @@ class FpModel final : public LanguageModel {
 
 std::unique_ptr<LanguageModel> make_fp_model(std::shared_ptr<const nn::LlamaForCausalLM> model) {
   return std::make_unique<FpModel>(std::move(model));
-}
-
-quant::QuantConfig quant_config_from_json(const Json& j, const std::string& source) {
-  const std::string ctx = source + ": quantization_config";
-  TQ_CHECK(j.is_object(), "[{}] expected an object, got {}", ctx, json_kind(j));
-  json_check_keys(j, {"quant_method", "method", "granularity", "group_size", "lambda", "layers", "minima_eps",
-                      "minima_grad"}, ctx);
-  TQ_CHECK(!(j.contains("quant_method") && j.contains("method")), "[{}] give one of quant_method / method, not both",
-           ctx);
-  quant::QuantConfig c;
-  if (j.contains("quant_method")) c.method = json_get<std::string>(j, "quant_method", ctx);
-  if (j.contains("method")) c.method = json_get<std::string>(j, "method", ctx);
-  if (j.contains("granularity")) c.granularity = quant::parse_granularity(json_get<std::string>(j, "granularity", ctx));
-  c.group_size = json_get_or<int64_t>(j, "group_size", c.group_size, ctx);
-  c.lambda = json_get_or<double>(j, "lambda", c.lambda, ctx);
-  c.minima_eps = json_get_or<double>(j, "minima_eps", c.minima_eps, ctx);
-  c.minima_grad = json_get_or<std::string>(j, "minima_grad", c.minima_grad, ctx);
-  if (j.contains("layers")) c.layers = json_get<std::vector<std::string>>(j, "layers", ctx);
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    TQ_THROW("[{}] {}", ctx, e.what());
-  }
-  return c;
-}
-
-Json quant_config_to_json(const quant::QuantConfig& c) {
-  return Json{{"quant_method", c.method}, {"granularity", quant::granularity_name(c.granularity)},
-              {"group_size", c.group_size}, {"lambda", c.lambda}, {"layers", c.layers}};
 }
 
 std::shared_ptr<nn::LlamaForCausalLM> load_model_for_inference(const std::string& dir) {

@@ -7,7 +7,7 @@
 //   auto lm = infer::make_fp_model(model);                  // config has a quantization_config block
 //   lm->forward(ids.data(), n, logits.data(), /*all_logits=*/true);   // [n, V]
 //
-// quantization_config in config.json (the engine's lower.h reads the same block):
+// quantization_config in config.json (parsed by quant_config_from_json in infer/lower.h, shared with the engine):
 //   {"quant_method" (or "method"): "tequila", "granularity": "group", "group_size": 128,
 //    "lambda": 0.001, "layers": ["q_proj", ...], "minima_eps": 0.001, "minima_grad": "paper"}
 // Absent fields keep QuantConfig's defaults; unknown fields are errors.
@@ -30,10 +30,6 @@ std::unique_ptr<LanguageModel> make_fp_model(std::shared_ptr<const nn::LlamaForC
 // nn::load_llama(dir), then — when config.json has a quantization_config block — quant::quantize_model
 // with the QuantConfig it describes, so the model computes the fake-quant (ternary) forward.
 std::shared_ptr<nn::LlamaForCausalLM> load_model_for_inference(const std::string& dir);
-
-// quantization_config <-> QuantConfig. Unknown keys and wrong types are errors naming `source`.
-quant::QuantConfig quant_config_from_json(const Json& j, const std::string& source);
-Json quant_config_to_json(const quant::QuantConfig& cfg);
 
 // Bytes of every parameter tensor (what one forward reads, for bench's bytes-per-token figure).
 int64_t parameter_bytes(const nn::Module& model);

@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "core/safetensors.h"
 #include "infer/fp_model.h"
+#include "infer/lower.h"
 #include "infer/perplexity.h"
 #include "tests/infer/toy_models.h"
 #include "tests/test_util.h"
