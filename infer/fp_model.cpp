@@ -17,6 +17,11 @@ class FpModel final : public LanguageModel {
  public:
   explicit FpModel(std::shared_ptr<const nn::LlamaForCausalLM> model) : model_(std::move(model)) {
     TQ_CHECK(model_ != nullptr, "[fp_model] null model");
+    // named_modules() is not const; it only lists the children.
+    for (const auto& [name, m] : const_cast<nn::LlamaForCausalLM&>(*model_).named_modules()) {
+      (void)name;
+      if (dynamic_cast<const quant::QuantLinear*>(m) != nullptr) ++quant_linears_;
+    }
   }
   int32_t vocab_size() const override { return static_cast<int32_t>(model_->config().vocab_size); }
   int64_t max_context() const override { return model_->config().max_position_embeddings; }
@@ -47,13 +52,14 @@ class FpModel final : public LanguageModel {
   }
 
   std::string describe() const override {
-    return model_->config().quantization_config.is_null() ? "fp32 training graph"
-                                                          : "fake-quant training graph (QuantLinear)";
+    return quant_linears_ == 0 ? "fp32 training graph"
+                               : fmt::format("fake-quant training graph ({} QuantLinear)", quant_linears_);
   }
 
  private:
   std::shared_ptr<const nn::LlamaForCausalLM> model_;
   std::vector<int32_t> ctx_;  // [T] the tokens in the context
+  int64_t quant_linears_ = 0;
 };
 
 }  // namespace
