@@ -12,12 +12,7 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 
-#if __has_include("quant/roofline.h")
 #include "quant/roofline.h"
-#define TQ_HAVE_ROOFLINE 1
-#else
-#define TQ_HAVE_ROOFLINE 0
-#endif
 
 namespace tq::infer {
 
@@ -39,51 +34,11 @@ int64_t llama_matmul_macs(const nn::LlamaConfig& c) {
   return c.num_hidden_layers * per_layer + c.vocab_size * C;
 }
 
-double read_bandwidth_probe_gbs(int threads, size_t bytes) {
-#if TQ_HAVE_ROOFLINE
-  return quant::read_bandwidth_gbs(threads, bytes);
-#else
-  const int64_t n = static_cast<int64_t>(bytes / sizeof(uint64_t));
-  if (n <= 0) return std::numeric_limits<double>::quiet_NaN();
-  std::vector<uint64_t> buf(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) buf[static_cast<size_t>(i)] = static_cast<uint64_t>(i);
-  const int saved = num_threads();
-  set_num_threads(threads);
-  double best = 0;
-  volatile uint64_t sink = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    std::vector<uint64_t> partial(static_cast<size_t>(threads) + 1, 0);
-    const auto t0 = std::chrono::steady_clock::now();
-    parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
-      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      int64_t i = b;
-      for (; i + 4 <= e; i += 4) {
-        s0 += buf[static_cast<size_t>(i)];
-        s1 += buf[static_cast<size_t>(i + 1)];
-        s2 += buf[static_cast<size_t>(i + 2)];
-        s3 += buf[static_cast<size_t>(i + 3)];
-      }
-      for (; i < e; ++i) s0 += buf[static_cast<size_t>(i)];
-      partial[static_cast<size_t>(thread_index())] += s0 + s1 + s2 + s3;
-    });
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    uint64_t tot = 0;
-    for (uint64_t p : partial) tot += p;
-    sink = sink + tot;
-    best = std::max(best, static_cast<double>(bytes) / s / 1e9);
-  }
-  set_num_threads(saved);
-  return best;
-#endif
-}
+double read_bandwidth_probe_gbs(int threads, size_t bytes) { return quant::read_bandwidth_gbs(threads, bytes); }
 
 double int8_peak_probe_gops(int threads) {
-#if TQ_HAVE_ROOFLINE
-  return quant::int8_dot_peak_gops(threads);
-#else
-  (void)threads;
-  return std::numeric_limits<double>::quiet_NaN();
-#endif
+  const double g = quant::int8_dot_peak_gops(threads);
+  return g > 0 ? g : std::numeric_limits<double>::quiet_NaN();  // 0: scalar only, no int8 dot product
 }
 
 std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, const ModelCosts& costs,

@@ -61,8 +61,8 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
 void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out);
 Json bench_json(const std::vector<BenchRow>& rows);
 
-// The probes, behind one switch: quant/roofline.h (kern branch) when present, else a local fallback
-// (a parallel streaming read for bandwidth; no int8 peak → NaN).
+// The probes (quant/roofline.h): streaming-read bandwidth and the int8 dot-product peak of the best ISA
+// (NaN where the CPU has none).
 double read_bandwidth_probe_gbs(int threads, size_t bytes);
 double int8_peak_probe_gops(int threads);
 
