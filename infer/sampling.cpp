@@ -135,9 +135,14 @@ GenerateResult generate(LanguageModel& lm, const data::Tokenizer& tok, const std
   std::vector<int32_t> all = r.prompt_ids;
   size_t emitted = 0;  // bytes of the generated text passed to on_text
   auto emit = [&](bool final) {
-    std::string full = tok.decode(all);
-    std::string gen = full.compare(0, prompt_text.size(), prompt_text) == 0 ? full.substr(prompt_text.size()) : full;
-    const size_t upto = final ? gen.size() : utf8_complete_prefix(gen);
+    const std::string full = tok.decode(all);
+    // The generated text starts where the prompt's decode stops matching (normally its whole length).
+    size_t start = 0;
+    while (start < prompt_text.size() && start < full.size() && full[start] == prompt_text[start]) ++start;
+    const std::string gen = full.substr(start);
+    size_t upto = final ? gen.size() : utf8_complete_prefix(gen);
+    // SentencePiece decodes the bytes of an unfinished character as U+FFFD each: hold those back too.
+    while (!final && upto >= 3 && gen.compare(upto - 3, 3, "\xEF\xBF\xBD") == 0) upto -= 3;
     if (upto > emitted) {
       const std::string_view piece = std::string_view(gen).substr(emitted, upto - emitted);
       r.text.append(piece);

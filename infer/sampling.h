@@ -9,7 +9,8 @@
 // ties). top-p keeps the smallest set of most likely tokens whose probability reaches top_p (the token
 // that crosses the threshold is kept; at least one token always survives).
 // Streaming: the text emitted is the decode of prompt+generated ids minus the decode of the prompt, cut
-// at the last complete UTF-8 character, so a character split across byte tokens is emitted whole.
+// at the last complete UTF-8 character (trailing U+FFFD held back too: SentencePiece's decode of an
+// unfinished byte sequence), so a character split across byte tokens is emitted whole.
 #pragma once
 
 #include <cstdint>

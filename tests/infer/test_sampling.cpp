@@ -165,6 +165,14 @@ TEST_CASE("generate: streams whole UTF-8 characters and stops at EOS, max tokens
   CHECK(joined == want);
   CHECK(pieces == std::vector<std::string>{"h", "\xC3\xA9", "\xE2\x82\xAC", "!"});
 
+  // A SentencePiece-like decoder that shows unfinished bytes as U+FFFD: the stream is the same.
+  test::ByteTokenizer sp_like(false, /*replace_partial=*/true);
+  CHECK(sp_like.decode({'h', 0xE2, 0x82}) == "h\xEF\xBF\xBD\xEF\xBF\xBD");
+  pieces.clear();
+  const infer::GenerateResult r2 = infer::generate(lm, sp_like, "ab", o, [&](std::string_view s) { pieces.emplace_back(s); });
+  CHECK(r2.text == want);
+  CHECK(pieces == std::vector<std::string>{"h", "\xC3\xA9", "\xE2\x82\xAC", "!"});
+
   o.max_tokens = 3;
   CHECK(infer::generate(lm, tok, "ab", o).stop_reason == "max_tokens");
   CHECK(infer::generate(lm, tok, "ab", o).tokens.size() == 3);

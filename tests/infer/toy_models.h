@@ -16,12 +16,27 @@ namespace tq::test {
 
 class ByteTokenizer : public data::Tokenizer {
  public:
-  explicit ByteTokenizer(bool merge_ab = false) : merge_ab_(merge_ab) {}
+  // replace_partial: decode an unfinished trailing UTF-8 sequence as one U+FFFD per byte (SentencePiece).
+  explicit ByteTokenizer(bool merge_ab = false, bool replace_partial = false)
+      : merge_ab_(merge_ab), replace_partial_(replace_partial) {}
   std::string decode(const std::vector<int32_t>& ids) const override {
     std::string s;
     for (int32_t id : ids) {
       if (id < 256) s.push_back(static_cast<char>(id));
       else if (id == 258) s += "ab";
+    }
+    if (replace_partial_) {
+      size_t p = s.size();  // start of an unfinished sequence at the end, if any
+      for (size_t back = 1; back <= 3 && back <= s.size(); ++back) {
+        const auto c = static_cast<unsigned char>(s[s.size() - back]);
+        if ((c & 0xC0) == 0x80) continue;
+        const size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+        if (back < need) p = s.size() - back;
+        break;
+      }
+      std::string out = s.substr(0, p);
+      for (size_t i = p; i < s.size(); ++i) out += "\xEF\xBF\xBD";
+      s = out;
     }
     return s;
   }
@@ -48,7 +63,7 @@ class ByteTokenizer : public data::Tokenizer {
   }
 
  private:
-  bool merge_ab_;
+  bool merge_ab_, replace_partial_;
   std::string path_ = "<bytes>";
 };
 
