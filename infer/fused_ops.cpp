@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace tq::infer {
 
@@ -37,6 +38,46 @@ inline float quant_span(const float* x, int64_t n, int8_t* q) {
     q[i] = static_cast<int8_t>((v + kMagic) - kMagic);
   }
   return m / 127.0f;
+}
+}  // namespace
+
+namespace {
+// Dot products with 16 independent partial sums, so the compiler vectorises them without
+// reassociating a single sum (-ffast-math is not used). The order is fixed: results are
+// deterministic and the same for prefill and decode.
+inline float dot_f32(const float* a, const float* b, int64_t n) {
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int k = 0; k < 16; ++k) acc[k] += a[i + k] * b[i + k];
+  }
+  float s = 0;
+  for (; i < n; ++i) s += a[i] * b[i];
+  for (float v : acc) s += v;
+  return s;
+}
+
+inline float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int k = 0; k < 16; ++k) {
+      const uint32_t bits = static_cast<uint32_t>(w[i + k]) << 16;
+      float f;
+      std::memcpy(&f, &bits, sizeof f);
+      acc[k] += f * x[i + k];
+    }
+  }
+  float s = 0;
+  for (; i < n; ++i) s += bf16_to_f32(w[i]) * x[i];
+  for (float v : acc) s += v;
+  return s;
+}
+
+inline int32_t dot_i8(const int8_t* a, const int8_t* b, int64_t n) {
+  int32_t acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += int32_t{a[i]} * int32_t{b[i]};
+  return acc;
 }
 }  // namespace
 
@@ -84,9 +125,7 @@ void attend_row(const float* q, const float* K, const float* V, int64_t n, int64
                 float* scores, float* out) {
   float mx = -INFINITY;
   for (int64_t s = 0; s < n; ++s) {
-    float d = 0;
-    for (int64_t i = 0; i < D; ++i) d += q[i] * K[s * D + i];
-    scores[s] = d * scale;
+    scores[s] = dot_f32(q, K + s * D, D) * scale;
     mx = std::max(mx, scores[s]);
   }
   float sum = 0;
@@ -111,10 +150,7 @@ void lm_head_int8(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int6
   for (int64_t j = r0; j < r1; ++j) {
     const int8_t* wr = w + j * C;
     for (int64_t t = 0; t < T; ++t) {
-      const int8_t* xr = qx + t * C;
-      int32_t acc = 0;
-      for (int64_t i = 0; i < C; ++i) acc += int32_t{wr[i]} * int32_t{xr[i]};
-      logits[t * ldo + j] = sx[t] * sw[j] * static_cast<float>(acc);
+      logits[t * ldo + j] = sx[t] * sw[j] * static_cast<float>(dot_i8(wr, qx + t * C, C));
     }
   }
 }
@@ -123,9 +159,7 @@ void lm_head_f32(const float* w, int64_t r0, int64_t r1, int64_t C, const float*
                  float* logits, int64_t ldo) {
   for (int64_t j = r0; j < r1; ++j) {
     for (int64_t t = 0; t < T; ++t) {
-      float acc = 0;
-      for (int64_t i = 0; i < C; ++i) acc += w[j * C + i] * x[t * C + i];
-      logits[t * ldo + j] = acc;
+      logits[t * ldo + j] = dot_f32(w + j * C, x + t * C, C);
     }
   }
 }
@@ -134,9 +168,7 @@ void lm_head_bf16(const uint16_t* w, int64_t r0, int64_t r1, int64_t C, const fl
                   float* logits, int64_t ldo) {
   for (int64_t j = r0; j < r1; ++j) {
     for (int64_t t = 0; t < T; ++t) {
-      float acc = 0;
-      for (int64_t i = 0; i < C; ++i) acc += bf16_to_f32(w[j * C + i]) * x[t * C + i];
-      logits[t * ldo + j] = acc;
+      logits[t * ldo + j] = dot_bf16(w + j * C, x + t * C, C);
     }
   }
 }

@@ -1,12 +1,15 @@
 #include "infer/lower.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include <fmt/format.h>
 
 #include "infer/fused_ops.h"
 #include "infer/packed_model.h"
+#include "core/parallel.h"
+#include "core/rng.h"
 #include "nn/attention.h"
 
 namespace tq::infer {
@@ -15,14 +18,25 @@ quant::QuantConfig quant_config_from_json(const Json& j, const std::string& sour
   const std::string ctx = source + ": quantization_config";
   TQ_CHECK(j.is_object(), "[{}] expected an object, got {}", ctx, json_kind(j));
   json_check_keys(j,
-                  {"quant_method", "method", "granularity", "group_size", "lambda", "layers",
-                   "minima_eps", "minima_grad"},
+                  {"quant_method", "method", "bits", "granularity", "group_size", "lambda", "layers",
+                   "modules_to_quantize", "minima_eps", "minima_grad"},
                   ctx);
   quant::QuantConfig c;
-  TQ_CHECK(!(j.contains("quant_method") && j.contains("method")),
-           "[{}] give one of quant_method / method, not both", ctx);
-  if (j.contains("quant_method")) c.method = json_get<std::string>(j, "quant_method", ctx);
-  if (j.contains("method")) c.method = json_get<std::string>(j, "method", ctx);
+  // The trainer (train/checkpoint.cpp) writes quant_method "tequila" (the family, HF style) and
+  // method (the QAT method); a lone quant_method is the method itself.
+  const auto family = json_get_or<std::string>(j, "quant_method", "", ctx);
+  if (j.contains("method")) {
+    c.method = json_get<std::string>(j, "method", ctx);
+    TQ_CHECK(family.empty() || family == "tequila" || family == c.method,
+             "[{}] quant_method '{}' contradicts method '{}'", ctx, family, c.method);
+  } else if (!family.empty()) {
+    c.method = family;
+  }
+  if (j.contains("bits")) {
+    const auto bits = json_get<double>(j, "bits", ctx);
+    TQ_CHECK(std::abs(bits - 1.58) < 0.01 || bits == 2.0,
+             "[{}] field 'bits' is {}, expected 1.58 (ternary)", ctx, bits);
+  }
   if (j.contains("granularity")) {
     c.granularity = quant::parse_granularity(json_get<std::string>(j, "granularity", ctx));
   }
@@ -30,7 +44,12 @@ quant::QuantConfig quant_config_from_json(const Json& j, const std::string& sour
   c.lambda = json_get_or<double>(j, "lambda", c.lambda, ctx);
   c.minima_eps = json_get_or<double>(j, "minima_eps", c.minima_eps, ctx);
   c.minima_grad = json_get_or<std::string>(j, "minima_grad", c.minima_grad, ctx);
+  TQ_CHECK(!(j.contains("layers") && j.contains("modules_to_quantize")),
+           "[{}] give one of layers / modules_to_quantize, not both", ctx);
   if (j.contains("layers")) c.layers = json_get<std::vector<std::string>>(j, "layers", ctx);
+  if (j.contains("modules_to_quantize")) {
+    c.layers = json_get<std::vector<std::string>>(j, "modules_to_quantize", ctx);
+  }
   try {
     c.validate();
   } catch (const Error& e) {
@@ -39,12 +58,15 @@ quant::QuantConfig quant_config_from_json(const Json& j, const std::string& sour
   return c;
 }
 
+// The trainer's layout (train/checkpoint.cpp quantization_config_json).
 Json quant_config_to_json(const quant::QuantConfig& c) {
-  return Json{{"quant_method", c.method},
+  return Json{{"quant_method", "tequila"},
+              {"method", c.method},
+              {"bits", 1.58},
               {"granularity", quant::granularity_name(c.granularity)},
               {"group_size", c.group_size},
               {"lambda", c.lambda},
-              {"layers", c.layers}};
+              {"modules_to_quantize", c.layers}};
 }
 
 namespace {
@@ -176,6 +198,41 @@ Piece piece(const nn::Module& parent, const std::string& child, const std::strin
 
 }  // namespace
 
+namespace {
+
+// LM head tensors from an f32 [V, C] weight, as opts.lm_head asks.
+void add_head(EnginePlan& plan, const Tensor& hw, int64_t V, int64_t C, const std::string& kind) {
+  if (kind == "int8") {
+    Tensor q = Tensor::empty({V, C}, DType::i8);
+    Tensor s = Tensor::empty({V});
+    const float* w = hw.data<float>();
+    int8_t* qp = q.data<int8_t>();
+    float* sp = s.data<float>();
+    parallel_for(V, 64, [&](int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; ++j) sp[j] = quantize_row_per_token(w + j * C, C, qp + j * C);
+    });
+    plan.tensors.emplace_back("lm_head.weight", q);
+    plan.tensors.emplace_back("lm_head.scale", s);
+  } else if (kind == "bf16") {
+    plan.tensors.emplace_back("lm_head.weight", hw.to(DType::bf16));
+  } else {
+    plan.tensors.emplace_back("lm_head.weight", hw.is_contiguous() ? hw : hw.contiguous());
+  }
+}
+
+Tensor random_uniform(const Shape& shape, uint64_t seed, float lo, float hi) {
+  Tensor t = Tensor::empty(shape);
+  float* p = t.data<float>();
+  const int64_t n = t.numel();
+  parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+    Rng rng(seed ^ (static_cast<uint64_t>(b) * 0x9E3779B97F4A7C15ull));
+    for (int64_t i = b; i < e; ++i) p[i] = static_cast<float>(rng.uniform(lo, hi));
+  });
+  return t;
+}
+
+}  // namespace
+
 EnginePlan lower_plan(const nn::LlamaForCausalLM& model, const EngineOptions& opts) {
   opts.validate();
   EnginePlan plan;
@@ -212,21 +269,66 @@ EnginePlan lower_plan(const nn::LlamaForCausalLM& model, const EngineOptions& op
                             sub<nn::RMSNorm>(model.model(), "norm").weight().value().clone());
   // LM head: int8 per-row (s_j = max|W_j| / 127), f32, or bf16.
   const Tensor hw = model.lm_head_weight().value().to(DType::f32).contiguous();
-  const int64_t V = cfg.vocab_size, C = cfg.hidden_size;
-  if (opts.lm_head == "int8") {
-    Tensor q = Tensor::empty({V, C}, DType::i8);
-    Tensor s = Tensor::empty({V});
-    for (int64_t j = 0; j < V; ++j) {
-      s.data<float>()[j] =
-          quantize_row_per_token(hw.data<float>() + j * C, C, q.data<int8_t>() + j * C);
+  add_head(plan, hw.clone(), cfg.vocab_size, cfg.hidden_size, opts.lm_head);
+  return plan;
+}
+
+
+EnginePlan random_plan(const nn::LlamaConfig& cfg_in, const EngineOptions& opts, uint64_t seed,
+                       bool ternary) {
+  opts.validate();
+  EnginePlan plan;
+  plan.config = cfg_in;
+  plan.config.validate("random_plan");
+  const nn::LlamaConfig& cfg = plan.config;
+  const int64_t C = cfg.hidden_size, V = cfg.vocab_size, F = cfg.intermediate_size;
+  const int64_t H = cfg.num_attention_heads, Hkv = cfg.resolved_kv_heads(),
+                D = cfg.resolved_head_dim();
+  plan.meta = Json::object();
+  plan.meta["matrices"] = Json::object();
+  plan.meta["lm_head"] = opts.lm_head;
+  plan.meta["quantization"] = nullptr;
+  plan.meta["random"] = true;
+  plan.tensors.emplace_back("embed_tokens", random_uniform({V, C}, seed, -0.05f, 0.05f));
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, uint64_t s) {
+    Json& m = plan.meta["matrices"][name];
+    m["rows"] = rows;
+    m["cols"] = cols;
+    if (ternary) {
+      TQ_CHECK(cols % kq::kPackGroup == 0, "[random_plan] {}: cols {} not a multiple of 128", name,
+               cols);
+      Tensor codes = Tensor::empty({rows, cols}, DType::i8);
+      int8_t* cp = codes.data<int8_t>();
+      parallel_for(rows, 16, [&](int64_t b, int64_t e) {
+        Rng rng(s ^ (static_cast<uint64_t>(b) * 0x9E3779B97F4A7C15ull));
+        for (int64_t i = b * cols; i < e * cols; ++i) cp[i] = static_cast<int8_t>(rng.below(3)) - 1;
+      });
+      kq::PackedTernary pk = kq::pack_ternary(codes, Tensor::full({rows, cols / kq::kPackGroup}, 0.02),
+                                              Tensor::full({rows}, 0.001));
+      m["kind"] = "ternary";
+      m["rows_padded"] = pk.rows_padded;
+      plan.tensors.emplace_back(name + ".codes", pk.codes);
+      plan.tensors.emplace_back(name + ".scales", pk.scales);
+      plan.tensors.emplace_back(name + ".bias", pk.bias);
+    } else {
+      m["kind"] = "dense";
+      Tensor w = random_uniform({rows, cols}, s, -0.02f, 0.02f);
+      plan.tensors.emplace_back(name + ".weight",
+                                opts.dense_dtype == "bf16" ? w.to(DType::bf16) : w);
     }
-    plan.tensors.emplace_back("lm_head.weight", q);
-    plan.tensors.emplace_back("lm_head.scale", s);
-  } else if (opts.lm_head == "bf16") {
-    plan.tensors.emplace_back("lm_head.weight", hw.to(DType::bf16));
-  } else {
-    plan.tensors.emplace_back("lm_head.weight", hw.clone());
+  };
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::string p = fmt::format("layers.{}.", l);
+    const uint64_t s = seed + 1000 * static_cast<uint64_t>(l + 1);
+    plan.tensors.emplace_back(p + "attn_norm", Tensor::ones({C}));
+    plan.tensors.emplace_back(p + "mlp_norm", Tensor::ones({C}));
+    matrix(p + "qkv", (H + 2 * Hkv) * D, C, s + 1);
+    matrix(p + "o", C, H * D, s + 2);
+    matrix(p + "gate_up", 2 * F, C, s + 3);
+    matrix(p + "down", C, F, s + 4);
   }
+  plan.tensors.emplace_back("norm", Tensor::ones({C}));
+  add_head(plan, random_uniform({V, C}, seed + 7, -0.05f, 0.05f), V, C, opts.lm_head);
   return plan;
 }
 

@@ -23,13 +23,22 @@ namespace tq::infer {
 EnginePlan lower_plan(const nn::LlamaForCausalLM& model, const EngineOptions& opts = {});
 std::unique_ptr<Engine> lower(const nn::LlamaForCausalLM& model, const EngineOptions& opts = {});
 
+// A plan of the config's shape with random weights, for speed measurements at real sizes without
+// a model (e.g. LLaMA-3.2-1B-shaped): ternary codes uniform over {-1, 0, 1}, α = 0.02, bias 0.001;
+// or (ternary = false) dense weights ~ U(-0.02, 0.02) in opts.dense_dtype. Norms are ones, the
+// embedding U(-0.05, 0.05), the LM head as opts.lm_head. Deterministic in `seed`.
+EnginePlan random_plan(const nn::LlamaConfig& cfg, const EngineOptions& opts, uint64_t seed,
+                       bool ternary = true);
+
 // A packed model file (see infer/packed_model.h) or a checkpoint / HF directory: nn::load_llama,
 // then quant::quantize_model with the config's quantization_config when present, then lower().
 std::unique_ptr<Engine> load_engine(const std::string& path_or_dir, const EngineOptions& opts = {});
 
-// The `quantization_config` block of config.json: {"quant_method" (or "method"), "granularity",
-// "group_size", "lambda", "layers", "minima_eps", "minima_grad"}; absent fields keep QuantConfig's
-// defaults, unknown fields are errors naming `source`.
+// The `quantization_config` block of config.json as train/checkpoint.cpp writes it:
+// {"quant_method": "tequila", "method", "bits": 1.58, "granularity", "group_size", "lambda",
+// "modules_to_quantize"}; also accepted: a lone "quant_method" naming the method, "layers" for
+// "modules_to_quantize", "minima_eps", "minima_grad". Absent fields keep QuantConfig's defaults;
+// unknown fields are errors naming `source`.
 quant::QuantConfig quant_config_from_json(const Json& j, const std::string& source);
 Json quant_config_to_json(const quant::QuantConfig& c);
 

@@ -6,11 +6,16 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "autograd/rope.h"
+#include "autograd/tape.h"
+#include "infer/perplexity.h"
 #include "infer/engine.h"
 #include "infer/fused_ops.h"
 #include "infer/lower.h"
@@ -448,6 +453,202 @@ TEST_CASE("engine: checkpoint directory with quantization_config lowers like the
   const auto b = run(*load_engine(dir.path.string()), ids);
   CHECK(a == b);
   CHECK(quant_config_from_json(quant_config_to_json(q), "x").group_size == 128);
+  // The trainer's block (train/checkpoint.cpp) and the short form.
+  const Json trainer{{"quant_method", "tequila"}, {"method", "tequila_nomix"}, {"bits", 1.58},
+                     {"granularity", "channel"},  {"group_size", 128},         {"lambda", 0.25},
+                     {"modules_to_quantize", {"q_proj", "down_proj"}}};
+  const quant::QuantConfig tq_cfg = quant_config_from_json(trainer, "c");
+  CHECK(tq_cfg.method == "tequila_nomix");
+  CHECK(tq_cfg.granularity == quant::Granularity::channel);
+  CHECK(tq_cfg.lambda == 0.25);
+  CHECK(tq_cfg.layers == std::vector<std::string>{"q_proj", "down_proj"});
+  CHECK(quant_config_from_json(Json{{"quant_method", "absmean"}}, "c").method == "absmean");
+  CHECK(error_of([] { quant_config_from_json(Json{{"quant_method", "absmean"}, {"method", "twn"}}, "c"); })
+            .find("contradicts") != std::string::npos);
   CHECK(error_of([] { quant_config_from_json(Json{{"methd", "tequila"}}, "cfg.json"); })
             .find("methd") != std::string::npos);
+}
+
+TEST_CASE("engine: random plan of a given shape runs (packed, dense bf16, file round trip)") {
+  nn::LlamaConfig c = tiny_config();
+  EngineOptions o;
+  Engine e(random_plan(c, o, 5), o, "random");
+  CHECK(e.ternary());
+  std::vector<float> logits(256);
+  const int32_t id = 7;
+  e.forward(&id, 1, logits.data(), false);
+  CHECK(std::isfinite(logits[0]));
+  EngineOptions ob;
+  ob.dense_dtype = "bf16";
+  ob.lm_head = "bf16";
+  Engine d(random_plan(c, ob, 5, false), ob, "random");
+  CHECK(!d.ternary());
+  d.forward(&id, 1, logits.data(), false);
+  CHECK(std::isfinite(logits[0]));
+  // The packed decode reads ~8x fewer weight bytes than bf16 (codes 2 bits + f16 scales / 16 bits).
+  CHECK(e.bytes_per_token() < d.bytes_per_token());
+}
+
+// Decode speed on a LLaMA-3.2-1B-shaped random model; skipped by default. Run with
+//   TQ_THREADS=2 build/release/tests/test_infer -tc='*decode speed*' --no-skip
+TEST_CASE("engine: decode speed, LLaMA-3.2-1B shape" * doctest::skip()) {
+  nn::LlamaConfig c;
+  c.vocab_size = 128256;
+  c.hidden_size = 2048;
+  c.intermediate_size = 8192;
+  c.num_hidden_layers = 16;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 8;
+  c.max_position_embeddings = 131072;
+  c.rope_theta = 500000;
+  c.tie_word_embeddings = true;
+  const char* kinds_env = std::getenv("TQ_BENCH_KINDS");
+  const std::string kinds = kinds_env != nullptr ? kinds_env : "ternary,bf16";
+  for (const std::string kind : {"ternary", "bf16"}) {
+    if (kinds.find(kind) == std::string::npos) continue;
+    EngineOptions o;
+    o.max_context = 512;
+    const bool tern = kind == "ternary";
+    if (!tern) {
+      o.dense_dtype = "bf16";
+      o.lm_head = "bf16";
+    }
+    Engine e(random_plan(c, o, 1, tern), o, "random 1B");
+    std::vector<float> logits(static_cast<size_t>(c.vocab_size) * 64);
+    std::vector<int32_t> ids(64);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i * 997 % 128256);
+    const auto t0 = std::chrono::steady_clock::now();
+    e.forward(ids.data(), 64, logits.data(), false);  // prefill 64
+    const auto t1 = std::chrono::steady_clock::now();
+    const int n = 32;
+    int32_t next = 1;
+    for (int i = 0; i < n; ++i) e.forward(&next, 1, logits.data(), false);
+    const auto t2 = std::chrono::steady_clock::now();
+    const double pp = 64 / std::chrono::duration<double>(t1 - t0).count();
+    const double tg = n / std::chrono::duration<double>(t2 - t1).count();
+    MESSAGE(e.describe() << ": prefill " << pp << " tok/s, decode " << tg << " tok/s, "
+                         << static_cast<double>(e.bytes_per_token()) / 1e6 << " MB/token -> "
+                         << tg * static_cast<double>(e.bytes_per_token()) / 1e9 << " GB/s");
+  }
+}
+
+TEST_CASE("engine: dense path on the PyTorch tiny-LLaMA fixture (llama3 RoPE scaling, tied head)") {
+  auto m = nn::load_llama(tq::test::source_path("tests/reference/data/tiny_llama"));
+  REQUIRE(m->config().tie_word_embeddings);
+  REQUIRE(m->config().rope.type == "llama3");
+  std::vector<int32_t> ids;
+  for (int32_t i = 0; i < 20; ++i) ids.push_back((i * 37 + 5) % static_cast<int32_t>(m->config().vocab_size));
+  const Tensor idt = Tensor::from_vector(ids, {1, static_cast<int64_t>(ids.size())});
+  const auto ref = m->forward(idt).value().to_vector();
+  EngineOptions o;
+  o.lm_head = "f32";
+  const double d = rel_max_diff(run(*lower(*m, o), ids), ref);
+  MESSAGE("tiny_llama fixture, dense f32 vs nn forward: " << d);
+  CHECK(d < 1e-5);
+}
+
+// Perplexity cost of int8 activations (docs/infer.md); skipped by default. A byte-level tiny LLaMA
+// (the config above) is trained in f32 with Adam, then quantized with tequila (group 128, λ 1e-3) and
+// trained on (QAT); held-out perplexity is then measured with the training graph's fake-quant forward
+// and with the engine at per-token and per-group activation scales. Run with
+//   bible -f Genesis 1:1-50:26 > /tmp/kjv.txt   # (or any plain-text file)
+//   TQ_PPL_TEXT=/tmp/kjv.txt build/release/tests/test_infer -tc='*perplexity cost*' --no-skip
+TEST_CASE("engine: perplexity cost of int8 activations (measurement)" * doctest::skip()) {
+  const char* path = std::getenv("TQ_PPL_TEXT");
+  REQUIRE(path != nullptr);
+  std::ifstream f(path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  REQUIRE(text.size() > 20000);
+  std::vector<int32_t> all(text.size());
+  for (size_t i = 0; i < text.size(); ++i) all[i] = static_cast<unsigned char>(text[i]);
+  const size_t split = text.size() * 9 / 10;
+  const std::vector<int32_t> train(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(split));
+  const std::vector<int32_t> held(all.begin() + static_cast<std::ptrdiff_t>(split), all.end());
+  const int fp_steps = std::getenv("TQ_PPL_STEPS") ? std::atoi(std::getenv("TQ_PPL_STEPS")) : 400;
+  nn::LlamaConfig c = tiny_config();
+  nn::LlamaForCausalLM model(c);
+  Rng rng = make_rng(99);
+  model.init_weights(rng, 0.05);
+  const int64_t B = 8, T = 64;
+  auto train_steps = [&](int n_steps, double lr_peak) {
+    std::vector<std::pair<std::string, autograd::Var>> named = model.named_parameters();
+    std::vector<std::vector<double>> m1(named.size()), m2(named.size());
+    for (size_t i = 0; i < named.size(); ++i) {
+      m1[i].assign(static_cast<size_t>(named[i].second.numel()), 0.0);
+      m2[i].assign(static_cast<size_t>(named[i].second.numel()), 0.0);
+    }
+    double loss_v = 0;
+    for (int step = 1; step <= n_steps; ++step) {
+      Tensor ids = Tensor::empty({B, T}, DType::i32), tgt = Tensor::empty({B, T}, DType::i32);
+      for (int64_t b = 0; b < B; ++b) {
+        const auto s0 = static_cast<int64_t>(rng.below(train.size() - static_cast<size_t>(T) - 1));
+        for (int64_t t = 0; t < T; ++t) {
+          ids.data<int32_t>()[b * T + t] = train[static_cast<size_t>(s0 + t)];
+          tgt.data<int32_t>()[b * T + t] = train[static_cast<size_t>(s0 + t + 1)];
+        }
+      }
+      autograd::Tape tape;
+      autograd::RecordScope rec(tape);
+      const autograd::Var loss = model.loss(ids, tgt);
+      tape.backward(loss);
+      const double lr = lr_peak * std::min(1.0, step / 20.0);
+      for (size_t i = 0; i < named.size(); ++i) {
+        autograd::Var& p = named[i].second;
+        float* w = p.value().data<float>();
+        const float* g = p.grad().data<float>();
+        for (int64_t j = 0; j < p.numel(); ++j) {
+          double& a = m1[i][static_cast<size_t>(j)];
+          double& v = m2[i][static_cast<size_t>(j)];
+          a = 0.9 * a + 0.1 * g[j];
+          v = 0.99 * v + 0.01 * g[j] * g[j];
+          const double ah = a / (1 - std::pow(0.9, step)), vh = v / (1 - std::pow(0.99, step));
+          w[j] -= static_cast<float>(lr * ah / (std::sqrt(vh) + 1e-8));
+        }
+        p.zero_grad();
+      }
+      loss_v = loss.value().item();
+    }
+    return loss_v;
+  };
+  const double l_fp = train_steps(fp_steps, 3e-3);
+  const int64_t ctx = 64;
+  const double ppl_fp = infer::perplexity(model, held, ctx).ppl;
+  quant::QuantConfig q;
+  q.lambda = 1e-3;
+  quant::quantize_model(model, q);
+  const double l_q = train_steps(fp_steps / 2, 1e-3);
+  const double ppl_fq = infer::perplexity(model, held, ctx).ppl;
+  // The engine over the same non-overlapping windows as infer::perplexity.
+  auto engine_ppl = [&](const EngineOptions& o) {
+    auto e = lower(model, o);
+    double nll = 0;
+    int64_t n = 0;
+    std::vector<float> logits(static_cast<size_t>(ctx * 256));
+    for (size_t w = 0; w + static_cast<size_t>(ctx) + 1 <= held.size(); w += static_cast<size_t>(ctx)) {
+      e->reset();
+      e->forward(&held[w], ctx, logits.data(), true);
+      for (int64_t t = 0; t < ctx; ++t) {
+        const float* r = logits.data() + t * 256;
+        const float mx = *std::max_element(r, r + 256);
+        double z = 0;
+        for (int j = 0; j < 256; ++j) z += std::exp(static_cast<double>(r[j] - mx));
+        nll += std::log(z) + mx - r[held[w + static_cast<size_t>(t) + 1]];
+        ++n;
+      }
+    }
+    return std::exp(nll / static_cast<double>(n));
+  };
+  EngineOptions dense, tok, grp, tok8;
+  dense.dense = true;
+  dense.lm_head = tok.lm_head = grp.lm_head = "f32";
+  grp.act_scale = kq::ActScale::per_group;
+  const double p_dense = engine_ppl(dense), p_tok = engine_ppl(tok), p_grp = engine_ppl(grp),
+               p_tok8 = engine_ppl(tok8);
+  MESSAGE("text " << path << " (" << text.size() << " bytes, held-out " << held.size()
+                  << "), fp32 " << fp_steps << " steps loss " << l_fp << ", QAT " << fp_steps / 2
+                  << " steps loss " << l_q);
+  MESSAGE("held-out ppl: fp32 " << ppl_fp << " | fake-quant (training graph) " << ppl_fq
+                                << " | engine dense fake-quant " << p_dense
+                                << " | engine int8 per-token " << p_tok << " | per-group " << p_grp
+                                << " | per-token + int8 head " << p_tok8);
 }
