@@ -6,12 +6,15 @@
 // int8_dot_peak_gops of the best ISA, same run.
 //
 //   ./build/release/bench/bench_ternary [reps=5] [isa=all|scalar|avx2|avxvnni|avx512vnni] [max_threads=2]
-// The scalar reference runs GEMV only (its GEMM would take minutes).
+// The scalar reference runs GEMV only (its GEMM would take minutes). Times are wall-clock medians; on
+// 1 thread the same loops are also timed in thread CPU time ("cpu-time" columns), which leaves out time
+// spent descheduled when the machine is shared (it does not remove cache or bandwidth sharing).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -31,10 +34,22 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string fmt_num(double v, const char* f) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
 }
 
 tq::quant::PackedTernary random_weight(int64_t rows, int64_t cols, tq::Rng& rng) {
@@ -76,7 +91,7 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
     }
-    std::printf("\n| kernel | shape out×in | thr | GEMV µs | GEMV GB/s | of read BW | best GB/s | GEMM T=512 ms | GOP/s | of int8 peak | best GOP/s |\n");
+    std::printf("\n| kernel | shape out×in | thr | GEMV µs | GEMV GB/s | of read BW | cpu-time GB/s | GEMM T=512 ms | GOP/s | of int8 peak | cpu-time GOP/s (of peak) |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     const std::vector<std::pair<int64_t, int64_t>> shapes = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {512, 2048}};
     tq::Rng rng(42);
@@ -98,34 +113,42 @@ int main(int argc, char** argv) {
           tq::set_num_threads(th);
           // GEMV over the copies (the scalar kernel: a 16 MiB subset).
           const size_t n = isa == KernelIsa::scalar ? std::max<size_t>(1, (size_t{16} << 20) / w.bytes()) : ncopies;
-          std::vector<double> tv;
+          std::vector<double> tv, cv;
           for (int r = 0; r < reps + 1; ++r) {
             const auto t0 = std::chrono::steady_clock::now();
+            const double c0 = thread_cpu_seconds();
             for (size_t k = 0; k < n; ++k) tq::quant::ternary_gemm(copies[k], x1, y.data(), rows, isa);
             if (r > 0) tv.push_back(seconds_since(t0) / static_cast<double>(n));
+            if (r > 0) cv.push_back((thread_cpu_seconds() - c0) / static_cast<double>(n));
           }
           const double gemv = median(tv);
-          const double gemv_best = *std::min_element(tv.begin(), tv.end());
+          // 1 thread: the same loop timed in thread CPU time (time descheduled not counted).
+          const double gemv_cpu = th == 1 ? median(cv) : 0.0;
           const double gbs = static_cast<double>(w.bytes() + static_cast<size_t>(cols)) / gemv * 1e-9;
           if (isa == KernelIsa::scalar) {
-            std::printf("| %s | %lld×%lld | %d | %.1f | %.2f | %.3f | %.2f | – | – | – | – |\n", tq::quant::isa_name(isa),
+            std::printf("| %s | %lld×%lld | %d | %.1f | %.2f | %.3f | %s | – | – | – | – |\n", tq::quant::isa_name(isa),
                         static_cast<long long>(rows), static_cast<long long>(cols), th, gemv * 1e6, gbs, gbs / bw[th],
-                        gbs * gemv / gemv_best);
+                        th == 1 ? fmt_num(gbs * gemv / gemv_cpu, "%.2f").c_str() : "–");
             continue;
           }
-          std::vector<double> tg;
+          std::vector<double> tg, cg;
           for (int r = 0; r < reps + 1; ++r) {
             const auto t0 = std::chrono::steady_clock::now();
+            const double c0 = thread_cpu_seconds();
             tq::quant::ternary_gemm(w, xT, y.data(), rows, isa);
             if (r > 0) tg.push_back(seconds_since(t0));
+            if (r > 0) cg.push_back(thread_cpu_seconds() - c0);
           }
           const double gemm = median(tg);
-          const double gemm_best = *std::min_element(tg.begin(), tg.end());
+          const double gemm_cpu = th == 1 ? median(cg) : 0.0;
           const double gops = 2.0 * static_cast<double>(rows * cols * T) / gemm * 1e-9;
-          std::printf("| %s | %lld×%lld | %d | %.1f | %.2f | %.3f | %.2f | %.2f | %.0f | %.3f | %.0f |\n",
+          const std::string cpu_gops =
+              th == 1 ? fmt_num(gops * gemm / gemm_cpu, "%.0f") + " (" + fmt_num(gops * gemm / gemm_cpu / peak[th], "%.2f") + ")"
+                      : "–";
+          std::printf("| %s | %lld×%lld | %d | %.1f | %.2f | %.3f | %s | %.2f | %.0f | %.3f | %s |\n",
                       tq::quant::isa_name(isa), static_cast<long long>(rows), static_cast<long long>(cols), th,
-                      gemv * 1e6, gbs, gbs / bw[th], gbs * gemv / gemv_best, gemm * 1e3, gops, gops / peak[th],
-                      gops * gemm / gemm_best);
+                      gemv * 1e6, gbs, gbs / bw[th], th == 1 ? fmt_num(gbs * gemv / gemv_cpu, "%.2f").c_str() : "–",
+                      gemm * 1e3, gops, gops / peak[th], cpu_gops.c_str());
           std::fflush(stdout);
         }
       }

@@ -2,8 +2,10 @@
 // holds a whole tile, the 16 rows of a row block are the 16 i32 lanes, and each VPDPBUSD multiplies
 // 4 codes per row by 4 activation bytes broadcast to every lane. See Note [Packed ternary tile] and
 // docs/kernels.md. Raw pointers only (see ternary_kernels.h).
-// GCC 12 reports a false -Wmaybe-uninitialized inside _mm512_cvtepi32_ps (its _mm512_undefined_ps).
+// GCC 12 reports false -W(maybe-)uninitialized inside several AVX-512 intrinsics (their
+// _mm512_undefined_ps pass-through operand).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <immintrin.h>
 
@@ -16,6 +18,7 @@ namespace tq::quant::detail {
 namespace {
 
 constexpr int64_t kChunkGroups = 64;  // α of 64 groups × 16 rows transposed on the stack (4 KiB)
+constexpr int64_t kTokenChunk = 64;   // prefill tokens per pass over the row blocks
 
 inline int32_t load_i32(const int8_t* p) {
   int32_t v;
@@ -23,12 +26,46 @@ inline int32_t load_i32(const int8_t* p) {
   return v;
 }
 
-// α of rows 16·rb … 16·rb+15, groups [g0, g0+ng), as f32 [ng][16] (rows in lanes).
+// In-register transpose of a 16×16 f32 matrix (r[i] = row i → r[c] = column c): unpack within 128-bit
+// lanes (pairs of rows), shuffle (4 rows per lane), then two rounds of 128-bit lane shuffles.
+inline void transpose16(__m512* r) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int b = 0; b < 4; ++b) {  // u[4b + j], lane k: column 4k + j of rows 4b … 4b+3
+    u[4 * b + 0] = _mm512_shuffle_ps(t[4 * b], t[4 * b + 2], 0x44);
+    u[4 * b + 1] = _mm512_shuffle_ps(t[4 * b], t[4 * b + 2], 0xEE);
+    u[4 * b + 2] = _mm512_shuffle_ps(t[4 * b + 1], t[4 * b + 3], 0x44);
+    u[4 * b + 3] = _mm512_shuffle_ps(t[4 * b + 1], t[4 * b + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 v_lo = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+    const __m512 v_hi = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+    const __m512 x_lo = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+    const __m512 x_hi = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+    r[j] = _mm512_shuffle_f32x4(v_lo, x_lo, 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(v_lo, x_lo, 0xDD);
+    r[4 + j] = _mm512_shuffle_f32x4(v_hi, x_hi, 0x88);
+    r[12 + j] = _mm512_shuffle_f32x4(v_hi, x_hi, 0xDD);
+  }
+}
+
+// α of rows 16·rb … 16·rb+15, groups [g0, g0+ng), as f32 [ng][16] (rows in lanes): 16 groups of each
+// row are one masked 32-byte load + VCVTPH2PS, then a 16×16 transpose (GEMV spent a third of its time
+// here with scalar conversions).
 void load_alpha(const TernaryArgs& a, int64_t rb, int64_t g0, int64_t ng, float* out) {
   const int64_t G = a.cols / 128;
-  for (int64_t r = 0; r < 16; ++r) {
-    const uint16_t* src = a.scales + (16 * rb + r) * G + g0;
-    for (int64_t g = 0; g < ng; ++g) out[g * 16 + r] = _cvtsh_ss(src[g]);
+  for (int64_t gc = 0; gc < ng; gc += 16) {
+    const int64_t n = ng - gc < 16 ? ng - gc : 16;
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    __m512 r[16];
+    for (int64_t i = 0; i < 16; ++i) {
+      r[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a.scales + (16 * rb + i) * G + g0 + gc));
+    }
+    transpose16(r);
+    for (int64_t c = 0; c < n; ++c) _mm512_store_ps(out + (gc + c) * 16, r[c]);
   }
 }
 
@@ -101,22 +138,27 @@ void block_nt(const TernaryArgs& a, int64_t rb, int64_t t0, int64_t g0, int64_t 
 void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, int32_t* sums) {
   const int64_t G = a.cols / 128;
   alignas(64) float alpha[kChunkGroups * 16];
-  for (int64_t rb = r0 / 16; rb < r1 / 16; ++rb) {
-    if (sums == nullptr && 16 * rb >= a.rows) continue;  // only padding rows: nothing to write
-    for (int64_t g0 = 0; g0 < G; g0 += kChunkGroups) {
-      const int64_t ng = G - g0 < kChunkGroups ? G - g0 : kChunkGroups;
-      if (sums == nullptr) load_alpha(a, rb, g0, ng, alpha);
-      int64_t t0 = 0;
-      for (; t0 + 8 <= a.tokens; t0 += 8) block_nt<8>(a, rb, t0, g0, ng, alpha, y, ldy, sums);
-      switch (a.tokens - t0) {
-        case 7: block_nt<7>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 6: block_nt<6>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 5: block_nt<5>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 4: block_nt<4>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 3: block_nt<3>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 2: block_nt<2>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        case 1: block_nt<1>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-        default: break;
+  // Prefill: the activations of kTokenChunk tokens stay in L2 while every row block passes over them
+  // (with all T tokens per row block, T·cols bytes would be re-read from L3 for each row block).
+  for (int64_t tc = 0; tc < a.tokens; tc += kTokenChunk) {
+    const int64_t te = a.tokens - tc < kTokenChunk ? a.tokens : tc + kTokenChunk;
+    for (int64_t rb = r0 / 16; rb < r1 / 16; ++rb) {
+      if (sums == nullptr && 16 * rb >= a.rows) continue;  // only padding rows: nothing to write
+      for (int64_t g0 = 0; g0 < G; g0 += kChunkGroups) {
+        const int64_t ng = G - g0 < kChunkGroups ? G - g0 : kChunkGroups;
+        if (sums == nullptr) load_alpha(a, rb, g0, ng, alpha);
+        int64_t t0 = tc;
+        for (; t0 + 8 <= te; t0 += 8) block_nt<8>(a, rb, t0, g0, ng, alpha, y, ldy, sums);
+        switch (te - t0) {
+          case 7: block_nt<7>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 6: block_nt<6>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 5: block_nt<5>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 4: block_nt<4>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 3: block_nt<3>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 2: block_nt<2>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          case 1: block_nt<1>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
+          default: break;
+        }
       }
     }
   }

@@ -223,12 +223,13 @@ TEST_CASE("every ISA equals scalar exactly in group sums and within 1e-6 in tern
   for (KernelIsa isa : isas) {
     CAPTURE(isa_name(isa));
     for (ActScale mode : {ActScale::per_token, ActScale::per_group}) {
-      // T covers every token-block remainder (blocks of 8 on AVX-512, 4 on AVX2/AVX-VNNI); cols 8320
-      // (65 groups) crosses the kernels' 64-group α chunk.
+      // T covers every token-block remainder (blocks of 8 on AVX-512, 4 on AVX2/AVX-VNNI) and the
+      // 64-token prefill chunk; cols 8320 (65 groups) crosses the kernels' 64-group α chunk.
       for (int64_t rows : {1, 16, 45}) {
         for (int64_t cols : {128, 384, 1024, 8320}) {
-          for (int64_t T : {1, 2, 3, 4, 5, 6, 15, 17}) {
+          for (int64_t T : {1, 2, 3, 4, 5, 6, 15, 17, 70}) {
             if (cols == 8320 && (rows != 16 || T > 3)) continue;
+            if (T == 70 && (rows != 45 || cols != 384)) continue;  // crosses the 64-token prefill chunk
             CAPTURE(rows);
             CAPTURE(cols);
             CAPTURE(T);
@@ -410,4 +411,20 @@ TEST_CASE("TQ_KERNEL resolution") {
   const std::string msg = error_of([&] { resolve_kernel_isa("avx9000"); });
   CHECK(msg.find("TQ_KERNEL") != std::string::npos);
   CHECK(best_isa() == resolve_kernel_isa(std::getenv("TQ_KERNEL")));
+}
+
+TEST_CASE("packed tensors at unaligned offsets (as in a mapped file) give the same result") {
+  Rng rng = make_rng(8);
+  const int64_t rows = 40, cols = 384, T = 5;
+  const PackedTernary w = random_packed(rows, cols, rng);
+  const QuantizedActs x = random_acts(T, cols, ActScale::per_group, rng);
+  PackedTernary u = w;
+  Tensor raw = Tensor::zeros({w.codes.numel() + 1}, DType::u8);
+  u.codes = raw.slice(0, 1, w.codes.numel() + 1).view(w.codes.shape());
+  u.codes.copy_from(w.codes);
+  REQUIRE(reinterpret_cast<uintptr_t>(u.codes.raw_data()) % 2 == 1);
+  for (KernelIsa isa : available_isas()) {
+    CAPTURE(isa_name(isa));
+    CHECK(gemm(u, x, isa, rows) == gemm(w, x, KernelIsa::scalar, rows));
+  }
 }
