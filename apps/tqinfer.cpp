@@ -229,7 +229,7 @@ int run_eval(const EvalArgs& a) {
 // --- bench ---
 
 struct BenchArgs {
-  std::string model, shape, json_out;
+  std::string model, shape, json_out, dense;
   bool fp = false, json = false;
   tq::infer::BenchOptions o;
   std::string threads = "1";
@@ -259,7 +259,8 @@ int run_bench(BenchArgs& a) {
   OpenModel m;
   if (!a.model.empty()) {
     m = open_model(a.model, a.fp);
-  } else {
+  } else if (a.fp) {
+    TQ_CHECK(a.dense.empty(), "[tqinfer] bench --dense is for the engine (drop --fp)");
     const tq::nn::LlamaConfig cfg = tq::infer::shape_config(a.shape);
     spdlog::info("bench: building a random {} model, Tequila-quantized (group 128)", a.shape);
     auto model = std::make_shared<tq::nn::LlamaForCausalLM>(cfg);
@@ -267,8 +268,18 @@ int run_bench(BenchArgs& a) {
     model->init_weights(rng);
     tq::quant::QuantConfig qc;  // random ternary: Tequila, group 128
     tq::quant::quantize_model(*model, qc);
-    m = open_model("", a.fp, model);
-    if (!a.fp) m.graph.reset();  // the plan holds what the engine needs; free the f32 latent weights
+    m = open_model("", true, model);
+  } else {
+    // The engine's random plan: ternary codes (default) or dense weights in --dense f32|bf16.
+    const tq::nn::LlamaConfig cfg = tq::infer::shape_config(a.shape);
+    const bool ternary = a.dense.empty();
+    if (!ternary) g_engine_opts.dense_dtype = a.dense;
+    g_engine_opts.validate();
+    m.plan = std::make_shared<tq::infer::EnginePlan>(tq::infer::random_plan(cfg, g_engine_opts, a.o.seed, ternary));
+    auto eng = std::make_unique<tq::infer::Engine>(*m.plan, g_engine_opts, "random " + a.shape);
+    m.weight_bytes = static_cast<int64_t>(eng->bytes_per_token());
+    m.matmul_macs = tq::infer::llama_matmul_macs(cfg);
+    m.lm = std::move(eng);
   }
   const auto rows = tq::infer::run_bench([&](int t) -> LanguageModel& { return m.at_threads(t); },
                                          {m.weight_bytes, m.matmul_macs}, a.o, [](const tq::infer::BenchRow& r) {
@@ -357,6 +368,7 @@ int main(int argc, char** argv) {
   be->add_option("-n,--n-gen", ba.o.n_gen, "decode tokens (default 128, 0 = skip)");
   be->add_option("-r,--repetitions", ba.o.repetitions, "timed repetitions (default 5)");
   be->add_option("-t,--threads", ba.threads, "comma-separated thread counts (default 1)");
+  be->add_option("--dense", ba.dense, "with --shape: dense f32 | bf16 weights instead of packed ternary (engine)");
   be->add_flag("--json", ba.json, "print the rows as JSON");
   be->add_flag("--no-probes", [&](int64_t) { ba.o.probes = false; }, "skip the bandwidth / int8 peak probes");
   be->add_flag("--fp", ba.fp, "run the training graph instead of the packed engine");
