@@ -122,6 +122,8 @@ run(TRUE eval --model ${WORK_DIR}/model/model.tqpk --tasks ${WORK_DIR}/tasks/clo
 expect(out "\\|cloze +\\|" "eval from the packed file")
 run(TRUE bench --shape tiny -p 16 -n 8 -r 1 -t 1 --no-probes)
 expect(out "packed ternary" "bench --shape builds a packed ternary engine")
+run(TRUE bench --shape tiny --dense bf16 -p 8 -n 4 -r 1 -t 1 --no-probes)
+expect(out "dense bf16" "bench --shape --dense bf16")
 
 # Bad arguments fail with a message naming the problem.
 run(FALSE generate --fp --model ${M} --prompt x --top-p 2)
@@ -135,6 +137,8 @@ run(FALSE generate --model ${WORK_DIR}/model/config.json --fp --prompt x)
 expect(err "--fp needs a checkpoint directory" "--fp on a file")
 run(FALSE bench --fp -p 8)
 expect(err "--model DIR or --shape" "bench without a model")
+run(FALSE bench --fp --shape tiny --dense bf16)
+expect(err "--dense is for the engine" "--dense with --fp")
 run(FALSE bench --fp --shape nope)
 expect(err "unknown --shape 'nope'" "an unknown --shape")
 run(FALSE ppl --fp --model ${WORK_DIR}/missing --text ${WORK_DIR}/text.txt)
