@@ -142,9 +142,11 @@ Mat Engine::State::make_mat(const std::string& name) const {
     const Tensor& codes = need("codes");
     const Tensor& scales = need("scales");
     const Tensor& bias = need("bias");
-    TQ_CHECK(static_cast<int64_t>(codes.nbytes()) == packed_code_bytes(rp, out.cols),
-             "[engine] {}.codes: {} bytes, expected {} for [{}, {}]", ctx, codes.nbytes(),
-             packed_code_bytes(rp, out.cols), rp, out.cols);
+    const Shape code_shape{rp / kq::kTileRows, out.cols / kq::kTileCols, kq::kTileBytes};
+    TQ_CHECK(codes.dtype() == DType::u8 && codes.shape() == code_shape && codes.is_contiguous() &&
+                 static_cast<int64_t>(codes.nbytes()) == packed_code_bytes(rp, out.cols),
+             "[engine] {}.codes: {}, expected contiguous u8{}", ctx, codes.str(),
+             shape_str(code_shape));
     TQ_CHECK(scales.dtype() == DType::f16 && scales.shape() == Shape({rp, out.cols / kq::kPackGroup}),
              "[engine] {}.scales: {} , expected f16[{}, {}]", ctx, scales.str(), rp,
              out.cols / kq::kPackGroup);
@@ -371,33 +373,50 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       }
     });
     linear(ly.qkv, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
-    // RoPE on q and k heads; k and v into the cache.
     float* kl = kc.data<float>() + l * Hkv * S * D;
     float* vl = vc.data<float>() + l * Hkv * S * D;
-    ctx.run([&](int tid, int n) {
-      int64_t b, e;
-      split(T * (H + Hkv), tid, n, b, e);
-      for (int64_t i = b; i < e; ++i) {
-        const int64_t t = i / (H + Hkv), h = i % (H + Hkv), p = p0 + t;
-        float* v = qkvp + t * qkv_ld + h * D;
-        rope_row(v, cosp + p * half, sinp + p * half, half);
-        if (h >= H) {
-          const int64_t kh = h - H;
-          std::memcpy(kl + (kh * S + p) * D, v, sizeof(float) * D);
-          std::memcpy(vl + (kh * S + p) * D, qkvp + t * qkv_ld + (H + Hkv + kh) * D,
-                      sizeof(float) * D);
+    // RoPE on one head of token t (h < H: q head; H <= h < H+Hkv: k head, then k and v cached).
+    auto rope_head = [&](int64_t t, int64_t h) {
+      const int64_t p = p0 + t;
+      float* v = qkvp + t * qkv_ld + h * D;
+      rope_row(v, cosp + p * half, sinp + p * half, half);
+      if (h >= H) {
+        const int64_t kh = h - H;
+        std::memcpy(kl + (kh * S + p) * D, v, sizeof(float) * D);
+        std::memcpy(vl + (kh * S + p) * D, qkvp + t * qkv_ld + (H + Hkv + kh) * D,
+                    sizeof(float) * D);
+      }
+    };
+    if (T == 1) {
+      // Decode: one op, KV heads dealt round-robin; each thread caches its KV head, then attends
+      // with the q heads of its group, so no barrier is needed between RoPE and attention.
+      ctx.run([&](int tid, int n) {
+        float* sc = scores.data<float>() + tid * S;
+        for (int64_t kh = tid; kh < Hkv; kh += n) {
+          rope_head(0, H + kh);
+          for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
+            rope_head(0, h);
+            attend_row(qkvp + h * D, kl + kh * S * D, vl + kh * S * D, p0 + 1, D, scale, sc,
+                       attp + h * D);
+          }
         }
-      }
-    });
-    // Causal GQA attention, (token, head) pairs dealt round-robin (causal rows differ in cost).
-    ctx.run([&](int tid, int n) {
-      float* sc = scores.data<float>() + tid * S;
-      for (int64_t i = tid; i < T * H; i += n) {
-        const int64_t t = i / H, h = i % H, kh = h / group;
-        attend_row(qkvp + t * qkv_ld + h * D, kl + kh * S * D, vl + kh * S * D, p0 + t + 1, D,
-                   scale, sc, attp + t * HD + h * D);
-      }
-    });
+      });
+    } else {
+      ctx.run([&](int tid, int n) {
+        int64_t b, e;
+        split(T * (H + Hkv), tid, n, b, e);
+        for (int64_t i = b; i < e; ++i) rope_head(i / (H + Hkv), i % (H + Hkv));
+      });
+      // Causal GQA attention, (token, head) pairs dealt round-robin (causal rows differ in cost).
+      ctx.run([&](int tid, int n) {
+        float* sc = scores.data<float>() + tid * S;
+        for (int64_t i = tid; i < T * H; i += n) {
+          const int64_t t = i / H, h = i % H, kh = h / group;
+          attend_row(qkvp + t * qkv_ld + h * D, kl + kh * S * D, vl + kh * S * D, p0 + t + 1, D,
+                     scale, sc, attp + t * HD + h * D);
+        }
+      });
+    }
     if (ly.o.ternary) {
       ctx.run([&](int tid, int n) {
         int64_t b, e;

@@ -644,7 +644,7 @@ TEST_CASE("engine: perplexity cost of int8 activations (measurement)" * doctest:
   grp.act_scale = kq::ActScale::per_group;
   const double p_dense = engine_ppl(dense), p_tok = engine_ppl(tok), p_grp = engine_ppl(grp),
                p_tok8 = engine_ppl(tok8);
-  MESSAGE("text " << path << " (" << text.size() << " bytes, held-out " << held.size()
+  MESSAGE("text " << std::string(path) << " (" << text.size() << " bytes, held-out " << held.size()
                   << "), fp32 " << fp_steps << " steps loss " << l_fp << ", QAT " << fp_steps / 2
                   << " steps loss " << l_q);
   MESSAGE("held-out ppl: fp32 " << ppl_fp << " | fake-quant (training graph) " << ppl_fq
