@@ -20,13 +20,13 @@ execute_process(COMMAND ${SPM_TRAIN} --input=text.txt --model_prefix=tokenizer -
 if(rc)
   message(FATAL_ERROR "spm_train failed (${rc})")
 endif()
-execute_process(COMMAND ${TQINFER} ppl --model ${WORK_DIR} --text ${WORK_DIR}/text.txt --json
+execute_process(COMMAND ${TQINFER} ppl --fp --model ${WORK_DIR} --text ${WORK_DIR}/text.txt --json
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-if(rc OR NOT out MATCHES "^\\{\"tokens\": [0-9]+, \"nll\": [0-9.]+, \"ppl\": [0-9.]+\\}")
+if(rc OR NOT out MATCHES "^\\{\"tokens\": [0-9]+, \"nll\": [0-9.]+, \"ppl\": [0-9.]+[,}]")
   message(FATAL_ERROR "tqinfer ppl --json: rc=${rc}\nstdout: ${out}\nstderr: ${err}")
 endif()
 message(STATUS "tqinfer ppl --json: ${out}")
-execute_process(COMMAND ${TQINFER} ppl --model ${WORK_DIR}/missing --text ${WORK_DIR}/text.txt
+execute_process(COMMAND ${TQINFER} ppl --fp --model ${WORK_DIR}/missing --text ${WORK_DIR}/text.txt
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc OR NOT err MATCHES "missing")
   message(FATAL_ERROR "a missing model directory must fail with a message naming it: rc=${rc} ${err}")

@@ -1,0 +1,164 @@
+#include "infer/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/rng.h"
+
+#include "quant/roofline.h"
+
+namespace tq::infer {
+
+namespace {
+
+double median(std::vector<double> x) {
+  if (x.empty()) return 0;
+  std::sort(x.begin(), x.end());
+  const size_t n = x.size();
+  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+}  // namespace
+
+int64_t llama_matmul_macs(const nn::LlamaConfig& c) {
+  const int64_t C = c.hidden_size, D = c.resolved_head_dim(), H = c.num_attention_heads,
+                Hkv = c.resolved_kv_heads(), F = c.intermediate_size;
+  const int64_t per_layer = C * H * D + 2 * C * Hkv * D + H * D * C + 3 * C * F;
+  return c.num_hidden_layers * per_layer + c.vocab_size * C;
+}
+
+double read_bandwidth_probe_gbs(int threads, size_t bytes) { return quant::read_bandwidth_gbs(threads, bytes); }
+
+double int8_peak_probe_gops(int threads) {
+  const double g = quant::int8_dot_peak_gops(threads);
+  return g > 0 ? g : std::numeric_limits<double>::quiet_NaN();  // 0: scalar only, no int8 dot product
+}
+
+std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, const ModelCosts& costs,
+                                const BenchOptions& o, const std::function<void(const BenchRow&)>& on_row) {
+  TQ_CHECK(o.repetitions >= 1, "[bench] repetitions must be >= 1, got {}", o.repetitions);
+  TQ_CHECK(!o.threads.empty(), "[bench] no thread counts given");
+  TQ_CHECK(o.n_prompt >= 0 && o.n_gen >= 0 && o.n_prompt + o.n_gen > 0,
+           "[bench] need -p > 0 or -n > 0 (got {} and {})", o.n_prompt, o.n_gen);
+  std::vector<BenchRow> rows;
+  using Clock = std::chrono::steady_clock;
+  for (int t : o.threads) {
+    TQ_CHECK(t >= 1, "[bench] thread count must be >= 1, got {}", t);
+    set_num_threads(t);
+    LanguageModel& lm = make(t);
+    const int64_t V = lm.vocab_size();
+    TQ_CHECK(std::max(o.n_prompt, o.n_gen) <= lm.max_context(),
+             "[bench] the test needs {} tokens of context; the model holds {} — hint: lower -p / -n",
+             std::max(o.n_prompt, o.n_gen), lm.max_context());
+    Rng rng(o.seed);
+    std::vector<int32_t> ids(static_cast<size_t>(std::max(o.n_prompt, o.n_gen)));
+    for (auto& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
+    std::vector<float> logits(static_cast<size_t>(V));
+    const double probe_gbs = o.probes ? read_bandwidth_probe_gbs(t, o.probe_bytes)
+                                      : std::numeric_limits<double>::quiet_NaN();
+    const double peak = o.probes ? int8_peak_probe_gops(t) : std::numeric_limits<double>::quiet_NaN();
+    auto run_test = [&](const std::string& name, int64_t n, bool prefill) {
+      BenchRow row;
+      row.test = name;
+      row.threads = t;
+      row.model = lm.describe();
+      for (int64_t rep = 0; rep <= o.repetitions; ++rep) {  // rep 0 warms up
+        lm.reset();
+        const auto t0 = Clock::now();
+        if (prefill) {
+          lm.forward(ids.data(), n, logits.data(), /*all_logits=*/false);
+        } else {
+          for (int64_t i = 0; i < n; ++i) lm.forward(&ids[static_cast<size_t>(i)], 1, logits.data(), false);
+        }
+        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (rep > 0) row.tokens_per_s.push_back(static_cast<double>(n) / s);
+      }
+      row.median_tps = median(row.tokens_per_s);
+      row.bytes_per_token = prefill ? static_cast<double>(costs.weight_bytes) / static_cast<double>(n)
+                                    : static_cast<double>(costs.weight_bytes);
+      row.achieved_gbs = row.bytes_per_token * row.median_tps / 1e9;
+      row.probe_gbs = probe_gbs;
+      row.achieved_gops = 2.0 * static_cast<double>(costs.matmul_macs) * row.median_tps / 1e9;
+      row.peak_gops = peak;
+      if (on_row) on_row(row);
+      rows.push_back(row);
+    };
+    if (o.n_prompt > 0) run_test("pp" + std::to_string(o.n_prompt), o.n_prompt, true);
+    if (o.n_gen > 0) run_test("tg" + std::to_string(o.n_gen), o.n_gen, false);
+  }
+  return rows;
+}
+
+void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out) {
+  std::fprintf(out, "| %-7s | %7s | %14s | %12s | %10s | %13s | %10s | %13s |\n", "test", "threads", "t/s (median)",
+               "MB/token", "GB/s", "% of probe BW", "GOP/s", "% int8 peak");
+  std::fprintf(out, "|---------|---------|----------------|--------------|------------|---------------|------------|---------------|\n");
+  for (const BenchRow& r : rows) {
+    auto pct = [](double a, double b) {
+      return std::isfinite(b) && b > 0 ? fmt::format("{:.1f}", 100.0 * a / b) : std::string("n/a");
+    };
+    std::fprintf(out, "| %-7s | %7d | %14.2f | %12.3f | %10.2f | %13s | %10.2f | %13s |\n", r.test.c_str(), r.threads,
+                 r.median_tps, r.bytes_per_token / 1e6, r.achieved_gbs, pct(r.achieved_gbs, r.probe_gbs).c_str(),
+                 r.achieved_gops, pct(r.achieved_gops, r.peak_gops).c_str());
+  }
+  if (!rows.empty()) {
+    int last = -1;
+    for (const BenchRow& r : rows) {
+      if (r.threads == last) continue;
+      last = r.threads;
+      auto num = [](double x) { return std::isfinite(x) ? fmt::format("{:.2f}", x) : std::string("n/a"); };
+      std::fprintf(out, "%d thread(s): %s; probes: read bandwidth %s GB/s, int8 dot-product peak %s GOP/s\n",
+                   r.threads, r.model.c_str(), num(r.probe_gbs).c_str(), num(r.peak_gops).c_str());
+    }
+  }
+}
+
+Json bench_json(const std::vector<BenchRow>& rows) {
+  auto num = [](double x) { return std::isfinite(x) ? Json(x) : Json(nullptr); };
+  Json a = Json::array();
+  for (const BenchRow& r : rows) {
+    a.push_back(Json{{"test", r.test},
+                     {"threads", r.threads},
+                     {"model", r.model},
+                     {"tokens_per_s", r.tokens_per_s},
+                     {"median_tokens_per_s", r.median_tps},
+                     {"bytes_per_token", r.bytes_per_token},
+                     {"achieved_gbs", r.achieved_gbs},
+                     {"probe_read_gbs", num(r.probe_gbs)},
+                     {"achieved_gops", r.achieved_gops},
+                     {"int8_peak_gops", num(r.peak_gops)}});
+  }
+  return a;
+}
+
+nn::LlamaConfig shape_config(const std::string& name) {
+  nn::LlamaConfig c;
+  if (name == "tiny") {
+    c.vocab_size = 512; c.hidden_size = 128; c.intermediate_size = 384; c.num_hidden_layers = 2;
+    c.num_attention_heads = 4; c.num_key_value_heads = 2; c.max_position_embeddings = 1024;
+  } else if (name == "small") {
+    c.vocab_size = 4096; c.hidden_size = 384; c.intermediate_size = 1024; c.num_hidden_layers = 6;
+    c.num_attention_heads = 6; c.num_key_value_heads = 2; c.max_position_embeddings = 1024;
+  } else if (name == "llama-3.2-1b") {
+    c.vocab_size = 128256; c.hidden_size = 2048; c.intermediate_size = 8192; c.num_hidden_layers = 16;
+    c.num_attention_heads = 32; c.num_key_value_heads = 8; c.head_dim = 64; c.max_position_embeddings = 4096;
+    c.rope_theta = 500000.0; c.tie_word_embeddings = true; c.bos_token_id = 128000; c.eos_token_id = 128001;
+  } else if (name == "llama-3.2-3b") {
+    c.vocab_size = 128256; c.hidden_size = 3072; c.intermediate_size = 8192; c.num_hidden_layers = 28;
+    c.num_attention_heads = 24; c.num_key_value_heads = 8; c.head_dim = 128; c.max_position_embeddings = 4096;
+    c.rope_theta = 500000.0; c.tie_word_embeddings = true; c.bos_token_id = 128000; c.eos_token_id = 128001;
+  } else {
+    TQ_THROW("[bench] unknown --shape '{}' — expected tiny, small, llama-3.2-1b or llama-3.2-3b", name);
+  }
+  c.validate("--shape " + name);
+  return c;
+}
+
+}  // namespace tq::infer

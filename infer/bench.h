@@ -1,0 +1,72 @@
+// llama-bench-like throughput of a LanguageModel: pp<N> (prefill N tokens from an empty context, one
+// forward) and tg<N> (decode N tokens one at a time from an empty context), each repeated and
+// summarised by the median tokens/s, per thread count. Next to tokens/s it reports the bytes of
+// weights read per token, the achieved GB/s against a read-bandwidth probe run in the same process,
+// and for prefill the achieved GOP/s (2 ops per multiply-add over the matmul weights) against the
+// int8 dot-product peak probe.
+//
+//   BenchOptions o;  o.threads = {1, 2};
+//   auto rows = run_bench([&](int t) { return make_model(t); }, model_costs(cfg, weight_bytes), o);
+//   print_bench_table(rows, stdout);
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "infer/language_model.h"
+#include "nn/llama_config.h"
+
+namespace tq::infer {
+
+struct BenchOptions {
+  int64_t n_prompt = 512;     // pp test size (0: skip)
+  int64_t n_gen = 128;        // tg test size (0: skip)
+  int64_t repetitions = 5;
+  std::vector<int> threads = {1};
+  uint64_t seed = 1;          // random token ids
+  size_t probe_bytes = size_t{1} << 28;  // read-bandwidth probe buffer (256 MiB)
+  bool probes = true;         // run the bandwidth / int8 peak probes
+};
+
+struct ModelCosts {
+  int64_t weight_bytes = 0;     // bytes read per decoded token (weights)
+  int64_t matmul_macs = 0;      // multiply-adds per token in the linear layers and LM head
+};
+// Multiply-adds per token of a LLaMA config's projections and LM head (attention scores excluded).
+int64_t llama_matmul_macs(const nn::LlamaConfig& cfg);
+
+struct BenchRow {
+  std::string test;  // "pp512" / "tg128"
+  int threads = 1;
+  std::vector<double> tokens_per_s;  // one per repetition
+  double median_tps = 0;
+  double bytes_per_token = 0;
+  double achieved_gbs = 0;     // bytes_per_token * median_tps / 1e9
+  double probe_gbs = 0;        // read-bandwidth probe at this thread count (NaN when not run)
+  double achieved_gops = 0;    // 2 * macs * median_tps / 1e9
+  double peak_gops = 0;        // int8 dot-product peak probe (NaN when not available)
+  std::string model;           // describe()
+};
+
+// make(threads) builds (or re-configures) the model for that thread count; tq::set_num_threads(t) is
+// called before it. One warm-up run precedes the timed repetitions of each test.
+std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, const ModelCosts& costs,
+                                const BenchOptions& o, const std::function<void(const BenchRow&)>& on_row = {});
+
+void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out);
+Json bench_json(const std::vector<BenchRow>& rows);
+
+// The probes (quant/roofline.h): streaming-read bandwidth and the int8 dot-product peak of the best ISA
+// (NaN where the CPU has none).
+double read_bandwidth_probe_gbs(int threads, size_t bytes);
+double int8_peak_probe_gops(int threads);
+
+// HF-shaped configs for benchmarks with random weights: tiny, small, llama-3.2-1b, llama-3.2-3b.
+nn::LlamaConfig shape_config(const std::string& name);
+
+}  // namespace tq::infer

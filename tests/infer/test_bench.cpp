@@ -1,0 +1,61 @@
+// infer/bench: the rows' arithmetic (median, bytes per token, GB/s, GOP/s) on a toy model, the matmul
+// multiply-add count against LLaMA-3.2-1B's published parameter count, and argument errors.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "infer/bench.h"
+#include "tests/infer/toy_models.h"
+#include "tests/test_util.h"
+
+using namespace tq;
+
+TEST_CASE("bench: pp and tg rows, medians and derived rates") {
+  test::UnigramLM lm(std::vector<float>(16, 0.0f), 64);
+  infer::BenchOptions o;
+  o.n_prompt = 8;
+  o.n_gen = 4;
+  o.repetitions = 3;
+  o.threads = {1};
+  o.probes = false;
+  const infer::ModelCosts costs{1000000, 500000};
+  int made = 0;
+  const auto rows = infer::run_bench([&](int) -> infer::LanguageModel& { ++made; return lm; }, costs, o);
+  CHECK(made == 1);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].test == "pp8");
+  CHECK(rows[1].test == "tg4");
+  // Calls: pp = 1 warm-up + 3 timed forwards of 8; tg = 4 runs of 4 single-token forwards.
+  CHECK(lm.calls == 4 + 16);
+  for (const auto& r : rows) {
+    REQUIRE(r.tokens_per_s.size() == 3);
+    std::vector<double> s = r.tokens_per_s;
+    std::sort(s.begin(), s.end());
+    CHECK(r.median_tps == s[1]);
+    CHECK(r.achieved_gbs == doctest::Approx(r.bytes_per_token * r.median_tps / 1e9));
+    CHECK(r.achieved_gops == doctest::Approx(2.0 * 500000 * r.median_tps / 1e9));
+    CHECK(r.model == "unigram");
+  }
+  CHECK(rows[0].bytes_per_token == doctest::Approx(1000000.0 / 8));  // weights shared by the 8 prefilled tokens
+  CHECK(rows[1].bytes_per_token == doctest::Approx(1000000.0));      // every decoded token reads them all
+  const Json j = infer::bench_json(rows);
+  CHECK(j.size() == 2);
+  CHECK(j[0]["probe_read_gbs"].is_null());
+
+  o.n_prompt = 100;  // more than the toy's context of 64
+  CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o),
+                       doctest::Contains("lower -p"), Error);
+  o.n_prompt = 8;
+  o.repetitions = 0;
+  CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o),
+                       doctest::Contains("repetitions"), Error);
+}
+
+TEST_CASE("bench: matmul multiply-adds of the LLaMA-3.2-1B shape") {
+  // HF reports 1,235,814,400 parameters for Llama-3.2-1B (tied embedding counted once); minus the 33
+  // RMSNorm weight vectors of 2048, every other parameter is a matmul weight read once per token.
+  const nn::LlamaConfig c = infer::shape_config("llama-3.2-1b");
+  CHECK(infer::llama_matmul_macs(c) == 1235814400 - 33 * 2048);
+  CHECK_THROWS_WITH_AS(infer::shape_config("gpt-5"), doctest::Contains("unknown --shape 'gpt-5'"), Error);
+}
