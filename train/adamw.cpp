@@ -21,7 +21,12 @@ bool default_decays(const std::string& name, const std::vector<std::string>& no_
   const bool is_norm = name.size() >= norm_suffix.size() &&
                        name.compare(name.size() - norm_suffix.size(), norm_suffix.size(),
                                     norm_suffix) == 0;
-  return !is_norm && name.find("embed_tokens") == std::string::npos;
+  // Learnable quantizer scales (lsq/seq `<proj>.weight_scale`) are step sizes, not weights: decaying
+  // them would shrink the quantization grid toward zero.
+  const std::string scale_suffix = ".weight_scale";
+  const bool is_scale = name.size() >= scale_suffix.size() &&
+                        name.compare(name.size() - scale_suffix.size(), scale_suffix.size(), scale_suffix) == 0;
+  return !is_norm && !is_scale && name.find("embed_tokens") == std::string::npos;
 }
 
 template <class T>

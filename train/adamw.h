@@ -9,8 +9,9 @@
 // Update per element (step k ≥ 1):  m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²;
 //   w ← w − lr·wd·w  (decoupled, only for decayed parameters);
 //   w ← w − lr · (m / (1 − β1^k)) / (sqrt(v / (1 − β2^k)) + eps)
-// Default decay groups: names ending in "norm.weight" or containing "embed_tokens" are not decayed
-// (RMSNorm weights and embeddings), everything else is; `no_decay` overrides with substrings.
+// Default decay groups: names ending in "norm.weight" or ".weight_scale", or containing
+// "embed_tokens", are not decayed (RMSNorm weights, lsq/seq quantizer scales, embeddings); everything
+// else is; `no_decay` overrides with substrings.
 #pragma once
 #include <cstdint>
 #include <string>

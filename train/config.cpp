@@ -198,7 +198,8 @@ void apply_override(YAML::Node root, const std::string& ov, std::set<std::string
   overridden.insert(path);
 }
 
-const std::set<std::string> kMethods = {"none", "absmean", "absmedian", "twn", "minima", "tequila", "tequila_nomix"};
+const std::set<std::string> kMethods = {"none",    "absmean", "absmedian",     "twn", "minima",
+                                        "tequila", "tequila_nomix", "lsq", "seq"};
 
 }  // namespace
 
@@ -210,6 +211,7 @@ quant::QuantConfig QuantSection::to_quant_config() const {
   q.lambda = lambda;
   q.minima_eps = minima_eps;
   q.minima_grad = minima_grad;
+  q.scale_grad = scale_grad;
   q.layers = layers;
   return q;
 }
@@ -301,7 +303,7 @@ TrainConfig TrainConfig::parse(const std::string& yaml_text, const std::string& 
     Section s(r, top.node("quant"), "quant", false);
     s.get("method", c.quant.method);
     check(kMethods.count(c.quant.method) != 0, s, "method",
-          "expected one of none, absmean, absmedian, twn, minima, tequila, tequila_nomix, got '" + c.quant.method + "'");
+          "expected one of none, absmean, absmedian, twn, minima, tequila, tequila_nomix, lsq, seq, got '" + c.quant.method + "'");
     s.get("lambda", c.quant.lambda);
     check(c.quant.lambda >= 0, s, "lambda", "must be ≥ 0");
     s.get("granularity", c.quant.granularity);
@@ -317,6 +319,10 @@ TrainConfig TrainConfig::parse(const std::string& yaml_text, const std::string& 
     s.get("minima_eps", c.quant.minima_eps);
     s.get("minima_grad", c.quant.minima_grad);
     check(c.quant.minima_grad == "paper" || c.quant.minima_grad == "code", s, "minima_grad", "expected paper or code");
+    s.get("scale_grad", c.quant.scale_grad);
+    check(c.quant.scale_grad == "row" || c.quant.scale_grad == "tensor", s, "scale_grad", "expected row or tensor");
+    check(!quant::method_is_learnable(c.quant.method) || c.quant.granularity == "channel", s, "granularity",
+          "method " + c.quant.method + " learns one scale per output channel: granularity must be channel");
     if (c.model.init == "scratch" && c.quant.method != "none" && c.quant.granularity == "group") {
       const nn::LlamaConfig& m = c.model.shape;
       const int64_t G = c.quant.group_size;
@@ -494,7 +500,8 @@ Json TrainConfig::to_json() const {
   j["model"] = m;
   j["quant"] = {{"method", quant.method},         {"lambda", quant.lambda},         {"granularity", quant.granularity},
                 {"group_size", quant.group_size}, {"layers", quant.layers},         {"minima_eps", quant.minima_eps},
-                {"minima_grad", quant.minima_grad}};
+                {"minima_grad", quant.minima_grad},
+                {"scale_grad", quant.scale_grad}};
   Json d = {{"train", data.train},
             {"valid", data.valid},
             {"valid_fraction", data.valid_fraction},

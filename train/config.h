@@ -35,6 +35,7 @@ struct QuantSection {
                                      "gate_proj", "up_proj", "down_proj"};
   double minima_eps = 1e-3;
   std::string minima_grad = "paper";
+  std::string scale_grad = "row";  // lsq/seq: LSQ gradient scale 1/sqrt(in) (row) or 1/sqrt(out·in) (tensor)
   quant::QuantConfig to_quant_config() const;
 };
 

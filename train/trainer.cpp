@@ -14,6 +14,7 @@
 #include "core/parallel.h"
 #include "data/spm_trainer.h"
 #include "data/tokenizer.h"
+#include "quant/diagnostics.h"
 #include "quant/quant.h"
 #include "train/distributed.h"
 
@@ -209,6 +210,15 @@ void Trainer::setup_optimizer() {
     } catch (const Error& e) {
       TQ_THROW("[config] {}: quant: {}", cfg_.source, e.message());
     }
+  }
+  // Dead-zone diagnostics (docs/diagnostics.md) every log.diagnostics_every steps, under "diagnostics"
+  // in that step's metrics line; rank 0 only (it writes the metrics). A caller's hook is kept.
+  if (!diagnostics_hook && qcfg_.method != "none" && cfg_.log.diagnostics_every > 0 &&
+      Distributed::get().is_root()) {
+    auto monitor = std::make_shared<quant::DeadZoneMonitor>();
+    diagnostics_hook = [this, monitor](int64_t step) {
+      return Json{{"diagnostics", monitor->measure(*model_, step)}};
+    };
   }
   AdamWOptions o;
   o.lr = cfg_.optim.lr;

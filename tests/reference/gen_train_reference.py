@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Golden training trajectories for libtequila's Trainer, computed with plain PyTorch (float64).
 
-    /usr/bin/python3 tests/reference/gen_train_reference.py           # (re)write data/train_golden.safetensors
+    /usr/bin/python3 tests/reference/gen_train_reference.py           # (re)write data/train/train_golden.safetensors
     /usr/bin/python3 tests/reference/gen_train_reference.py --check   # regenerate in memory, compare bytes
 
 Independently of the C++ code, it starts from the tiny LLaMA checkpoint of gen_reference.py
@@ -34,7 +34,7 @@ import gen_reference as ref  # noqa: E402  (exits 77 when torch is missing)
 
 import torch  # noqa: E402
 
-OUT = os.path.join(ref.DATA_DIR, "train_golden.safetensors")
+OUT = os.path.join(ref.DATA_DIR, "train", "train_golden.safetensors")  # own folder: gen_reference.py --check owns the top level
 GENERATOR = "tests/reference/gen_train_reference.py"
 SEED = 2024
 STEPS = 10

@@ -19,7 +19,7 @@ using namespace tq::train;
 namespace {
 
 void run_golden(bool tequila) {
-  const SafetensorsFile f = SafetensorsFile::open(test::source_path("tests/reference/data/train_golden.safetensors"));
+  const SafetensorsFile f = SafetensorsFile::open(test::source_path("tests/reference/data/train/train_golden.safetensors"));
   const Json hp = Json::parse(f.metadata().at("hparams"));
   const Tensor ids = f.get("ids"), targets = f.get("targets");  // i32 [n_micro, B, T]
   const Tensor want_loss = f.get(tequila ? "losses_tequila" : "losses_fp");
