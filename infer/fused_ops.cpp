@@ -145,6 +145,11 @@ void swiglu_row(const float* gate, const float* up, int64_t F, float* out) {
   for (int64_t i = 0; i < F; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+// Cloned per ISA (GCC function multi-versioning, resolved once at load time through an ifunc): the
+// int8 dot product vectorises to vpmovsxbw + vpmaddwd with AVX2 instead of SSE2 unpacks.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 void lm_head_int8(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
                   const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo) {
   for (int64_t j = r0; j < r1; ++j) {
@@ -155,6 +160,9 @@ void lm_head_int8(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int6
   }
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 void lm_head_f32(const float* w, int64_t r0, int64_t r1, int64_t C, const float* x, int64_t T,
                  float* logits, int64_t ldo) {
   for (int64_t j = r0; j < r1; ++j) {
@@ -164,6 +172,9 @@ void lm_head_f32(const float* w, int64_t r0, int64_t r1, int64_t C, const float*
   }
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 void lm_head_bf16(const uint16_t* w, int64_t r0, int64_t r1, int64_t C, const float* x, int64_t T,
                   float* logits, int64_t ldo) {
   for (int64_t j = r0; j < r1; ++j) {
