@@ -8,7 +8,6 @@
 // Every subcommand runs on the packed ternary engine (infer/engine.h) by default and on the training graph
 // (full precision, or fake-quant when config.json has a quantization_config) with --fp. open_model() is
 // the one switch. --model is a checkpoint directory, or (engine only) a packed file from `convert`.
-#include <glob.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -25,6 +24,7 @@
 #include "core/json.h"
 #include "core/logging.h"
 #include "core/parallel.h"
+#include "data/text_source.h"
 #include "data/tokenizer.h"
 #include "infer/bench.h"
 #include "infer/engine.h"
@@ -173,20 +173,6 @@ int run_ppl(const std::string& model_dir, const std::string& tokenizer, const st
 
 // --- eval ---
 
-std::vector<std::string> expand_globs(const std::vector<std::string>& patterns) {
-  std::vector<std::string> out;
-  for (const std::string& p : patterns) {
-    glob_t g{};
-    const int rc = ::glob(p.c_str(), 0, nullptr, &g);
-    if (rc == 0) {
-      for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-    }
-    ::globfree(&g);
-    TQ_CHECK(rc == 0, "[tqinfer] --tasks '{}' matches no file", p);
-  }
-  return out;
-}
-
 struct EvalArgs {
   std::string model, tokenizer, output;
   std::vector<std::string> tasks;
@@ -196,7 +182,7 @@ struct EvalArgs {
 };
 
 int run_eval(const EvalArgs& a) {
-  const std::vector<std::string> files = expand_globs(a.tasks);
+  const std::vector<std::string> files = tq::data::expand_globs(a.tasks, "tqinfer eval --tasks");
   std::vector<tq::infer::McTask> tasks;
   for (const std::string& f : files) tasks.push_back(tq::infer::load_mc_task(f));  // validate all first
   OpenModel m = open_model(a.model, a.fp);

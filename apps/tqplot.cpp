@@ -403,6 +403,8 @@ Metrics read_metrics(const std::string& path) {
     }
     TQ_CHECK(j.is_object(), "[tqplot] {}:{}: expected a JSON object per line, got {}", path, lineno,
              tq::json_kind(j));
+    // Event lines ({"event": "start" | "interrupted", ...}) mark the run's history; they are not series.
+    if (j.contains("event")) continue;
     TQ_CHECK(j.contains("step"),
              "[tqplot] {}:{}: missing field 'step' — hint: every metrics line carries the step",
              path, lineno);

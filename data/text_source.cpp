@@ -39,8 +39,7 @@ TxtDocument parse_txt_document(const std::string& name, const std::string& conte
   TQ_THROW("[{}] field 'txt_document': expected paragraph, line or file, got '{}'", context, name);
 }
 
-std::vector<std::string> expand_sources(const std::vector<std::string>& patterns,
-                                        const std::string& context) {
+std::vector<std::string> expand_globs(const std::vector<std::string>& patterns, const std::string& context) {
   TQ_CHECK(!patterns.empty(), "[{}] field 'sources': no source pattern given", context);
   std::vector<std::string> out;
   for (const std::string& pattern : patterns) {
@@ -54,15 +53,20 @@ std::vector<std::string> expand_sources(const std::vector<std::string>& patterns
       }
     }
     ::globfree(&g);
-    TQ_CHECK(rc == 0 || rc == GLOB_NOMATCH, "[{}] cannot expand source pattern '{}' (glob error {})",
-             context, pattern, rc);
-    TQ_CHECK(!matched.empty(), "[{}] source pattern '{}' matches no file", context, pattern);
+    TQ_CHECK(rc == 0 || rc == GLOB_NOMATCH, "[{}] cannot expand pattern '{}' (glob error {})", context, pattern, rc);
+    TQ_CHECK(!matched.empty(),
+             "[{}] source pattern '{}' matches no file (relative paths are relative to the working directory)",
+             context, pattern);
     std::sort(matched.begin(), matched.end());
-    for (auto& m : matched) {
-      source_kind_of(m);  // unknown extensions fail here, before any reading
-      out.push_back(std::move(m));
-    }
+    for (auto& m : matched) out.push_back(std::move(m));
   }
+  return out;
+}
+
+std::vector<std::string> expand_sources(const std::vector<std::string>& patterns,
+                                        const std::string& context) {
+  std::vector<std::string> out = expand_globs(patterns, context);
+  for (const auto& m : out) source_kind_of(m);  // unknown extensions fail here, before any reading
   return out;
 }
 

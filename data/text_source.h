@@ -34,8 +34,10 @@ SourceKind source_kind_of(const std::string& path);
 TxtDocument parse_txt_document(const std::string& name, const std::string& context);
 
 // Each pattern expanded with glob(3) (regular files only), sorted; patterns keep their order. A
-// pattern matching no file is an error naming it: "[<context>] source pattern 'x/*.txt' matches no
-// file".
+// pattern matching no file is an error naming it: "[<context>] pattern 'x/*.txt' matches no file".
+// The one glob expansion of the project (data sources, tokenizer-training inputs, task files).
+std::vector<std::string> expand_globs(const std::vector<std::string>& patterns, const std::string& context);
+// expand_globs, then every file must be a known source kind (source_kind_of).
 std::vector<std::string> expand_sources(const std::vector<std::string>& patterns,
                                         const std::string& context);
 

@@ -20,10 +20,14 @@ import re
 import sys
 
 
-def sentences(text):
+def sentences(text, max_words):
     text = re.sub(r"\s+", " ", text)
+    # Pre-tokenized corpora (Brown) put spaces before punctuation ("movies '' ! !"): attach it again
+    # so a sentence's last word is a word, not a lone "." token.
+    text = re.sub(r" ([.,;:!?)'])", r"\1", text)
+    text = re.sub(r"([!?.])(?: ?[!?.])+", r"\1", text)
     parts = re.split(r"(?<=[.!?])\s+", text)
-    return [p.strip() for p in parts if len(p.strip().split()) >= 4]
+    return [p.strip() for p in parts if 4 <= len(p.strip().split()) <= max_words]
 
 
 def make_cloze(sents, n, k, rng):
@@ -74,6 +78,8 @@ def main():
     ap.add_argument("--n", type=int, default=100, help="docs to write at most")
     ap.add_argument("--choices", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-words", type=int, default=40,
+                    help="skip sentences longer than this (keeps requests inside small models' contexts)")
     ap.add_argument("--output", "-o", help="output jsonl (default stdout)")
     a = ap.parse_args()
     if a.choices < 2:
@@ -82,12 +88,12 @@ def main():
     for path in a.text:
         with open(path, encoding="utf-8") as f:
             text += f.read() + "\n"
-    sents = sentences(text)
+    sents = sentences(text, a.max_words)
     rng = random.Random(a.seed)
     docs = (make_cloze if a.kind == "cloze" else make_next)(sents, a.n, a.choices, rng)
     if not docs:
         sys.exit(f"make-tasks: no {a.kind} docs could be made from {len(sents)} sentences "
-                 "(need sentences of at least 4 words)")
+                 f"(need sentences of 4 to {a.max_words} words)")
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
     for d in docs:
         out.write(json.dumps(d, ensure_ascii=False) + "\n")

@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include <glob.h>
-
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -12,16 +10,14 @@
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/parallel.h"
+#include "data/loader.h"
 #include "data/spm_trainer.h"
+#include "data/text_source.h"
 #include "data/tokenizer.h"
 #include "quant/diagnostics.h"
 #include "quant/quant.h"
 #include "train/distributed.h"
 
-#if __has_include("data/loader.h")
-#include "data/loader.h"
-#define TQ_TRAIN_HAVE_LOADER 1
-#endif
 
 namespace fs = std::filesystem;
 
@@ -51,7 +47,6 @@ class SignalScope {
   struct sigaction old_int_ {}, old_term_ {};
 };
 
-#ifdef TQ_TRAIN_HAVE_LOADER
 class TokenLoaderSource : public BatchSource {
  public:
   TokenLoaderSource(std::shared_ptr<const data::Tokenizer> tok, data::LoaderOptions o, const std::string& context)
@@ -63,7 +58,6 @@ class TokenLoaderSource : public BatchSource {
  private:
   data::TokenLoader loader_;
 };
-#endif
 
 LrSchedule make_schedule(const TrainConfig& c) {
   const int64_t T = c.train.max_steps;
@@ -80,20 +74,6 @@ double now_s() {
 }
 
 }  // namespace
-
-std::vector<std::string> expand_globs(const std::vector<std::string>& patterns, const std::string& context) {
-  std::vector<std::string> out;
-  for (const auto& p : patterns) {
-    glob_t g{};
-    const int rc = ::glob(p.c_str(), 0, nullptr, &g);
-    if (rc == 0)
-      for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-    globfree(&g);
-    TQ_CHECK(rc == 0, "[{}] '{}' matches no file — hint: check the path (relative paths are relative to the "
-             "working directory) or run scripts/fetch-corpora.sh", context, p);
-  }
-  return out;
-}
 
 void Trainer::request_stop(int signal) { g_stop_signal = signal; }
 
@@ -123,7 +103,7 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)), rng_(cfg_.train.seed) 
              "file to write), got '{}'", cfg_.source, tokenizer_path_);
     if (dist.is_root()) {
       std::vector<std::string> inputs;
-      for (const auto& f : expand_globs(cfg_.data.train, "data.train"))
+      for (const auto& f : data::expand_globs(cfg_.data.train, "data.train"))
         if (fs::path(f).extension() == ".txt") inputs.push_back(f);
       TQ_CHECK(!inputs.empty(), "[trainer] data.tokenizer_train needs .txt files among data.train");
       const auto parent = fs::path(tokenizer_path_).parent_path();
@@ -168,7 +148,6 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)), rng_(cfg_.train.seed) 
            "[config] {}: the tokenizer {} has {} tokens but the model's vocab_size is {}", cfg_.source,
            tokenizer_path_, tokenizer_->vocab_size(), model_->config().vocab_size);
 
-#ifdef TQ_TRAIN_HAVE_LOADER
   data::LoaderOptions lo;
   lo.sources = cfg_.data.train;
   lo.jsonl_field = cfg_.data.jsonl_field;
@@ -195,9 +174,6 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)), rng_(cfg_.train.seed) 
     vo.prefetch = 256;
     valid_data_ = std::make_unique<TokenLoaderSource>(tokenizer_, vo, "data.valid");
   }
-#else
-  TQ_THROW("[trainer] this build has no data loader (data/loader.h); only the lower-level Trainer constructor works");
-#endif
   setup_optimizer();
 }
 
@@ -392,7 +368,7 @@ RunResult Trainer::run() {
   MetricsWriter metrics(cfg_.log.metrics, root);
   metrics.truncate_after(state_.step);
   if (state_.step == 0 && root)
-    metrics.write({{"event", "start"}, {"params", model_->num_parameters()}, {"world", dist.world()},
+    metrics.write({{"event", "start"}, {"step", state_.step}, {"params", model_->num_parameters()}, {"world", dist.world()},
                    {"threads", num_threads()}, {"quant", cfg_.quant.method}, {"config_hash", cfg_.hash()}});
   const int64_t first = state_.step;
   Progress progress(cfg_.train.max_steps, first, root);

@@ -122,8 +122,5 @@ class Trainer {
   double elapsed_base_ = 0.0;  // elapsed_s of the resumed run
 };
 
-// Expands glob patterns (sorted matches per pattern); a pattern without matches is an error naming
-// `context`.
-std::vector<std::string> expand_globs(const std::vector<std::string>& patterns, const std::string& context);
 
 }  // namespace tq::train
