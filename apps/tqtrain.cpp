@@ -14,11 +14,42 @@
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/parallel.h"
+#include "data/text_source.h"
+#include "infer/fp_model.h"
+#include "infer/mc_eval.h"
 #include "train/config.h"
 #include "train/distributed.h"
 #include "train/trainer.h"
 
 using namespace tq;
+
+namespace {
+
+// eval.tasks: multiple-choice jsonl files scored like lm-evaluation-harness (infer/mc_eval.h) on the
+// training graph (fake-quant for QAT runs) every eval.every steps; acc and acc_norm per task go into
+// the validation metrics line under "tasks".
+std::function<tq::Json(int64_t)> make_task_eval_hook(tq::train::Trainer& trainer) {
+  const auto& cfg = trainer.config();
+  TQ_CHECK(trainer.tokenizer() != nullptr, "[config] {}: eval.tasks needs the config's tokenizer", cfg.source);
+  auto tasks = std::make_shared<std::vector<tq::infer::McTask>>();
+  for (const auto& f : tq::data::expand_globs(cfg.eval.tasks, "eval.tasks")) tasks->push_back(tq::infer::load_mc_task(f));
+  return [&trainer, tasks](int64_t step) {
+    // A non-owning view: the trainer keeps the model; the adaptor only reads it.
+    const std::shared_ptr<const tq::nn::LlamaForCausalLM> view(&trainer.model(), [](const tq::nn::LlamaForCausalLM*) {});
+    const auto lm = tq::infer::make_fp_model(view);
+    tq::Json out = tq::Json::object();
+    for (const auto& t : *tasks) {
+      const auto r = tq::infer::evaluate_mc_task(*lm, *trainer.tokenizer(), t, tq::infer::McOptions{});
+      out[t.name] = {{"acc", r.acc}, {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm},
+                     {"acc_norm_stderr", r.acc_norm_stderr}, {"n", static_cast<int64_t>(r.docs.size())}};
+      spdlog::info("[tqtrain] step {}: {} acc {:.4f} ± {:.4f}, acc_norm {:.4f} ± {:.4f} ({} docs)", step, t.name, r.acc,
+                   r.acc_stderr, r.acc_norm, r.acc_norm_stderr, r.docs.size());
+    }
+    return tq::Json{{"tasks", out}};
+  };
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   train::Distributed& dist = train::Distributed::init(&argc, &argv);
@@ -47,6 +78,7 @@ int main(int argc, char** argv) {
     if (threads >= 0) cfg.train.threads = threads;
     set_num_threads(cfg.train.threads);
     train::Trainer trainer(cfg);
+    if (!cfg.eval.tasks.empty() && dist.is_root()) trainer.eval_hook = make_task_eval_hook(trainer);
     if (!resume_dir.empty()) {
       trainer.resume(resume_dir);
     } else if (!fresh) {

@@ -90,7 +90,7 @@ struct TrainSection {
 struct EvalSection {
   int64_t every = 0;  // 0: no periodic validation
   int64_t batches = 10;
-  std::vector<std::string> tasks;  // multiple-choice jsonl globs (scored by tqinfer eval; recorded)
+  std::vector<std::string> tasks;  // multiple-choice jsonl globs, scored every `every` steps by tqtrain
 };
 
 struct CheckpointSection {

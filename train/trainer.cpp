@@ -422,13 +422,23 @@ RunResult Trainer::run() {
         metrics.write(line);
       }
     }
-    if (cfg_.eval.every > 0 && r.step % cfg_.eval.every == 0 && valid_data_) {
-      const double vl = validation_loss();
-      metrics.write({{"step", r.step}, {"tokens", state_.tokens}, {"valid_loss", vl}, {"valid_ppl", std::exp(vl)}});
-      if (root) {
-        progress.finish();
-        spdlog::info("[tqtrain] step {}: validation loss {:.4f}, perplexity {:.2f}", r.step, vl, std::exp(vl));
+    if (cfg_.eval.every > 0 && r.step % cfg_.eval.every == 0 && (valid_data_ || eval_hook)) {
+      Json line = {{"step", r.step}, {"tokens", state_.tokens}};
+      if (valid_data_) {
+        const double vl = validation_loss();  // collective under MPI: every rank calls it
+        line["valid_loss"] = vl;
+        line["valid_ppl"] = std::exp(vl);
+        if (root) {
+          progress.finish();
+          spdlog::info("[tqtrain] step {}: validation loss {:.4f}, perplexity {:.2f}", r.step, vl, std::exp(vl));
+        }
       }
+      if (eval_hook && root) {
+        const Json e = eval_hook(r.step);
+        if (e.is_object())
+          for (auto it = e.begin(); it != e.end(); ++it) line[it.key()] = it.value();
+      }
+      metrics.write(line);
     }
     state_.elapsed_s = elapsed_base_ + now_s() - t0;
     const int stop = static_cast<int>(dist.allreduce_max(static_cast<double>(g_stop_signal)));

@@ -90,6 +90,10 @@ class Trainer {
   // Called every log.diagnostics_every steps (when set and that is > 0); its object is merged into
   // that step's metrics line.
   std::function<Json(int64_t step)> diagnostics_hook;
+  // Called on rank 0 every eval.every steps (when set); its object is merged into that step's
+  // validation metrics line. tqtrain sets it to score eval.tasks (multiple choice, infer/mc_eval.h).
+  // It must not change the model or consume the trainer's RNG (resume stays bit-exact).
+  std::function<Json(int64_t step)> eval_hook;
 
   const TrainConfig& config() const { return cfg_; }
   const TrainerState& state() const { return state_; }
@@ -98,6 +102,8 @@ class Trainer {
   const LrSchedule& schedule() const { return schedule_; }
   // The tokenizer file/dir copied into checkpoints ("" when the caller supplied the data).
   const std::string& tokenizer_path() const { return tokenizer_path_; }
+  // The tokenizer built from the config (null when the caller supplied the data).
+  const std::shared_ptr<const data::Tokenizer>& tokenizer() const { return tokenizer_; }
 
   // What the SIGINT/SIGTERM handler does; run() notices it after the current step.
   static void request_stop(int signal);

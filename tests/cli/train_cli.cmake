@@ -138,6 +138,26 @@ if(MODE STREQUAL "run")
   # Running it again does nothing: it resumes at step 6 = max_steps.
   run_tqtrain(TRUE ${TQTRAIN} ${WORK_DIR}/a.yaml)
   message(STATUS "tqtrain run: losses ${losses}")
+
+  # eval.tasks: a multiple-choice task scored at every validation step; its acc lands in the metrics.
+  file(WRITE ${WORK_DIR}/tasks/days.jsonl
+       "{\"context\": \"On day 3, the farmer walked to\", \"choices\": [\"the river\", \"the sea\"], \"gold\": 0}\n"
+       "{\"context\": \"and nobody said a word\", \"choices\": [\"about it.\", \"the market\"], \"gold\": 0}\n")
+  file(READ ${WORK_DIR}/a.yaml cfg_text)
+  string(REPLACE "eval: {every: 3, batches: 2}" "eval: {every: 3, batches: 2, tasks: [\"${WORK_DIR}/tasks/*.jsonl\"]}"
+         cfg_text "${cfg_text}")
+  string(REPLACE "${WORK_DIR}/run_a" "${WORK_DIR}/run_t" cfg_text "${cfg_text}")
+  file(WRITE ${WORK_DIR}/t.yaml "${cfg_text}")
+  run_tqtrain(TRUE ${TQTRAIN} ${WORK_DIR}/t.yaml)
+  file(STRINGS ${WORK_DIR}/run_t/metrics.jsonl tl REGEX "\"tasks\":{\"days\":{\"acc\":")
+  list(LENGTH tl nt)
+  if(NOT nt EQUAL 2)
+    message(FATAL_ERROR "expected 2 metrics lines with tasks.days.acc (steps 3 and 6), got ${nt}")
+  endif()
+  read_losses(${WORK_DIR}/run_t/metrics.jsonl losses_t)
+  if(NOT losses_t STREQUAL losses)
+    message(FATAL_ERROR "scoring eval.tasks changed the training losses:\n ${losses_t}\nvs ${losses}")
+  endif()
 elseif(MODE STREQUAL "resume")
   write_config(${WORK_DIR}/a.yaml ${WORK_DIR}/run_a 4 2 true)
   write_config(${WORK_DIR}/b.yaml ${WORK_DIR}/run_b 4 2 true)
