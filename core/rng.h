@@ -9,6 +9,10 @@
 
 namespace tq {
 
+// splitmix64's step as a stateless mixer: mix64(x) is the splitmix64 output for state x. Derives
+// well-spread seeds from (seed, epoch, block, ...) combinations.
+uint64_t mix64(uint64_t x);
+
 class Rng {
  public:
   explicit Rng(uint64_t seed = 0);

@@ -5,17 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 namespace tq::data {
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 constexpr uint64_t kShardChunkTokens = 65536;  // document length in shards without BOS/EOS
 
@@ -30,7 +24,7 @@ Split parse_split(const std::string& name, const std::string& context) {
 
 double split_hash(const std::string& file, int64_t index) {
   const uint64_t h = fnv1a64(file.data(), file.size());
-  const uint64_t x = splitmix64(h ^ splitmix64(static_cast<uint64_t>(index)));
+  const uint64_t x = mix64(h ^ mix64(static_cast<uint64_t>(index)));
   return static_cast<double>(x >> 11) * 0x1.0p-53;
 }
 

@@ -13,7 +13,7 @@
 // written from text gives back the same documents. For shards, offset is a token index and line 0.
 //
 // Split: with valid_fraction f > 0, a document belongs to "valid" iff
-// u = splitmix64(fnv1a64(basename(file)) ^ index) / 2^64 < f (index = its record index in the file),
+// u = mix64(fnv1a64(basename(file)) ^ mix64(index)) / 2^64 < f (index = its record index in the file),
 // otherwise to "train"; "all" keeps both. Empty texts are skipped silently (not documents).
 // Bad records: skipped with a spdlog warning (first 10 in full, then a count every 1000) and counted,
 // or thrown as tq::Error when stop_on_bad_data. A shard that fails validation, or whose vocab size
