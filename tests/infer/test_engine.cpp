@@ -22,6 +22,7 @@
 #include "nn/attention.h"
 #include "nn/llama.h"
 #include "quant/quant.h"
+#include "tests/infer/toy_models.h"
 #include "tests/test_util.h"
 
 using namespace tq;
@@ -31,25 +32,10 @@ using tq::test::make_rng;
 
 namespace {
 
-nn::LlamaConfig tiny_config() {
-  nn::LlamaConfig c;
-  c.vocab_size = 256;
-  c.hidden_size = 128;
-  c.intermediate_size = 256;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  c.rope_theta = 10000;
-  c.rms_norm_eps = 1e-5;
-  c.tie_word_embeddings = false;
-  return c;
-}
-
 // Larger than HF's 0.02 so attention is far from uniform and the logits are not flat; norm weights
 // 1 + N(0, 0.1²) so a swapped or missing norm weight shows.
 std::unique_ptr<nn::LlamaForCausalLM> tiny_model(uint64_t salt, double stddev = 0.1) {
-  auto m = std::make_unique<nn::LlamaForCausalLM>(tiny_config());
+  auto m = std::make_unique<nn::LlamaForCausalLM>(tq::test::tiny_engine_config());
   Rng rng = make_rng(salt);
   m->init_weights(rng, stddev);
   for (auto& [name, p] : m->named_parameters()) {
@@ -470,7 +456,7 @@ TEST_CASE("engine: checkpoint directory with quantization_config lowers like the
 }
 
 TEST_CASE("engine: random plan of a given shape runs (packed, dense bf16, file round trip)") {
-  nn::LlamaConfig c = tiny_config();
+  nn::LlamaConfig c = tq::test::tiny_engine_config();
   EngineOptions o;
   Engine e(random_plan(c, o, 5), o, "random");
   CHECK(e.ternary());
@@ -565,7 +551,7 @@ TEST_CASE("engine: perplexity cost of int8 activations (measurement)" * doctest:
   const std::vector<int32_t> train(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(split));
   const std::vector<int32_t> held(all.begin() + static_cast<std::ptrdiff_t>(split), all.end());
   const int fp_steps = std::getenv("TQ_PPL_STEPS") ? std::atoi(std::getenv("TQ_PPL_STEPS")) : 400;
-  nn::LlamaConfig c = tiny_config();
+  nn::LlamaConfig c = tq::test::tiny_engine_config();
   nn::LlamaForCausalLM model(c);
   Rng rng = make_rng(99);
   model.init_weights(rng, 0.05);

@@ -13,6 +13,7 @@
 #include "infer/packed_model.h"
 #include "nn/llama.h"
 #include "quant/quant.h"
+#include "tests/infer/toy_models.h"
 #include "tests/test_util.h"
 
 using namespace tq;
@@ -23,15 +24,7 @@ using tq::test::make_rng;
 namespace {
 
 std::unique_ptr<nn::LlamaForCausalLM> tiny_quantized(uint64_t salt, bool quantize = true) {
-  nn::LlamaConfig c;
-  c.vocab_size = 256;
-  c.hidden_size = 128;
-  c.intermediate_size = 256;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  auto m = std::make_unique<nn::LlamaForCausalLM>(c);
+  auto m = std::make_unique<nn::LlamaForCausalLM>(tq::test::tiny_engine_config());
   Rng rng = make_rng(salt);
   m->init_weights(rng, 0.1);
   if (quantize) {

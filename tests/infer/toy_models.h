@@ -11,8 +11,26 @@
 #include "core/error.h"
 #include "data/tokenizer.h"
 #include "infer/language_model.h"
+#include "nn/llama_config.h"
 
 namespace tq::test {
+
+// The engine tests' tiny LLaMA: 2 layers, C 128, F 256, H 4, Hkv 2, V 256, context 64, untied head;
+// every quantized input width is a multiple of the packed format's 128-group.
+inline nn::LlamaConfig tiny_engine_config() {
+  nn::LlamaConfig c;
+  c.vocab_size = 256;
+  c.hidden_size = 128;
+  c.intermediate_size = 256;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 64;
+  c.rope_theta = 10000;
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = false;
+  return c;
+}
 
 class ByteTokenizer : public data::Tokenizer {
  public:
