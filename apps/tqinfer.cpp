@@ -59,7 +59,7 @@ struct OpenModel {
   std::unique_ptr<LanguageModel> lm;
   std::vector<int32_t> eos_ids;  // from config.json
   int64_t weight_bytes = 0;      // bytes of weights one decoded token reads
-  int64_t matmul_macs = 0;
+  tq::nn::LlamaConfig config;
 
   // The same model at another thread count (the engine fixes its threads when built).
   LanguageModel& at_threads(int threads) {
@@ -101,7 +101,7 @@ OpenModel open_model(const std::string& path, bool fp, std::shared_ptr<tq::nn::L
   }
   for (int64_t id : cfg->eos_token_ids) m.eos_ids.push_back(static_cast<int32_t>(id));
   if (cfg->eos_token_id >= 0) m.eos_ids.push_back(static_cast<int32_t>(cfg->eos_token_id));
-  m.matmul_macs = tq::infer::llama_matmul_macs(*cfg);
+  m.config = *cfg;
   return m;
 }
 
@@ -264,11 +264,11 @@ int run_bench(BenchArgs& a) {
     m.plan = std::make_shared<tq::infer::EnginePlan>(tq::infer::random_plan(cfg, g_engine_opts, a.o.seed, ternary));
     auto eng = std::make_unique<tq::infer::Engine>(*m.plan, g_engine_opts, "random " + a.shape);
     m.weight_bytes = static_cast<int64_t>(eng->bytes_per_token());
-    m.matmul_macs = tq::infer::llama_matmul_macs(cfg);
+    m.config = cfg;
     m.lm = std::move(eng);
   }
   const auto rows = tq::infer::run_bench([&](int t) -> LanguageModel& { return m.at_threads(t); },
-                                         {m.weight_bytes, m.matmul_macs}, a.o, [](const tq::infer::BenchRow& r) {
+                                         tq::infer::llama_costs(m.config, m.weight_bytes), a.o, [](const tq::infer::BenchRow& r) {
                                            spdlog::info("bench: {} threads {}: {:.2f} t/s", r.test, r.threads,
                                                         r.median_tps);
                                          });

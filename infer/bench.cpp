@@ -27,11 +27,17 @@ double median(std::vector<double> x) {
 
 }  // namespace
 
-int64_t llama_matmul_macs(const nn::LlamaConfig& c) {
+int64_t llama_layer_macs(const nn::LlamaConfig& c) {
   const int64_t C = c.hidden_size, D = c.resolved_head_dim(), H = c.num_attention_heads,
                 Hkv = c.resolved_kv_heads(), F = c.intermediate_size;
   const int64_t per_layer = C * H * D + 2 * C * Hkv * D + H * D * C + 3 * C * F;
-  return c.num_hidden_layers * per_layer + c.vocab_size * C;
+  return c.num_hidden_layers * per_layer;
+}
+
+int64_t llama_head_macs(const nn::LlamaConfig& c) { return c.vocab_size * c.hidden_size; }
+
+ModelCosts llama_costs(const nn::LlamaConfig& c, int64_t weight_bytes) {
+  return {weight_bytes, llama_layer_macs(c), llama_head_macs(c)};
 }
 
 double read_bandwidth_probe_gbs(int threads, size_t bytes) { return quant::read_bandwidth_gbs(threads, bytes); }
@@ -85,7 +91,11 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
                                     : static_cast<double>(costs.weight_bytes);
       row.achieved_gbs = row.bytes_per_token * row.median_tps / 1e9;
       row.probe_gbs = probe_gbs;
-      row.achieved_gops = 2.0 * static_cast<double>(costs.matmul_macs) * row.median_tps / 1e9;
+      // Multiply-adds per token: prefill computes the head for the last token only.
+      const double macs = static_cast<double>(costs.layer_macs) +
+                          (prefill ? static_cast<double>(costs.head_macs) / static_cast<double>(n)
+                                   : static_cast<double>(costs.head_macs));
+      row.achieved_gops = 2.0 * macs * row.median_tps / 1e9;
       row.peak_gops = peak;
       if (on_row) on_row(row);
       rows.push_back(row);

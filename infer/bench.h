@@ -3,7 +3,8 @@
 // summarised by the median tokens/s, per thread count. Next to tokens/s it reports the bytes of
 // weights read per token, the achieved GB/s against a read-bandwidth probe run in the same process,
 // and for prefill the achieved GOP/s (2 ops per multiply-add over the matmul weights) against the
-// int8 dot-product peak probe.
+// int8 dot-product peak probe. Prefill computes the last token's logits only (as llama-bench), so its
+// GOP/s counts the LM head once per prompt, not once per token.
 //
 //   BenchOptions o;  o.threads = {1, 2};
 //   auto rows = run_bench([&](int t) { return make_model(t); }, model_costs(cfg, weight_bytes), o);
@@ -34,11 +35,16 @@ struct BenchOptions {
 };
 
 struct ModelCosts {
-  int64_t weight_bytes = 0;     // bytes read per decoded token (weights)
-  int64_t matmul_macs = 0;      // multiply-adds per token in the linear layers and LM head
+  int64_t weight_bytes = 0;  // bytes read per decoded token (weights)
+  int64_t layer_macs = 0;    // multiply-adds per token in the decoder layers' linear projections
+  int64_t head_macs = 0;     // multiply-adds of the LM head per token whose logits are computed
 };
-// Multiply-adds per token of a LLaMA config's projections and LM head (attention scores excluded).
-int64_t llama_matmul_macs(const nn::LlamaConfig& cfg);
+// Per token of a LLaMA config: multiply-adds of the layers' projections (attention scores excluded)
+// and of the LM head. A pp<N> test computes logits for the last token only, so its GOP/s counts
+// N·layer_macs + head_macs per run; a tg test counts both for every token.
+int64_t llama_layer_macs(const nn::LlamaConfig& cfg);
+int64_t llama_head_macs(const nn::LlamaConfig& cfg);
+ModelCosts llama_costs(const nn::LlamaConfig& cfg, int64_t weight_bytes);
 
 struct BenchRow {
   std::string test;  // "pp512" / "tg128"

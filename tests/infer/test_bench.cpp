@@ -19,7 +19,7 @@ TEST_CASE("bench: pp and tg rows, medians and derived rates") {
   o.repetitions = 3;
   o.threads = {1};
   o.probes = false;
-  const infer::ModelCosts costs{1000000, 500000};
+  const infer::ModelCosts costs{1000000, 400000, 80000};
   int made = 0;
   const auto rows = infer::run_bench([&](int) -> infer::LanguageModel& { ++made; return lm; }, costs, o);
   CHECK(made == 1);
@@ -34,9 +34,11 @@ TEST_CASE("bench: pp and tg rows, medians and derived rates") {
     std::sort(s.begin(), s.end());
     CHECK(r.median_tps == s[1]);
     CHECK(r.achieved_gbs == doctest::Approx(r.bytes_per_token * r.median_tps / 1e9));
-    CHECK(r.achieved_gops == doctest::Approx(2.0 * 500000 * r.median_tps / 1e9));
     CHECK(r.model == "unigram");
   }
+  // pp8 computes the head for its last token only; tg4 for every token.
+  CHECK(rows[0].achieved_gops == doctest::Approx(2.0 * (400000 + 80000 / 8.0) * rows[0].median_tps / 1e9));
+  CHECK(rows[1].achieved_gops == doctest::Approx(2.0 * (400000 + 80000) * rows[1].median_tps / 1e9));
   CHECK(rows[0].bytes_per_token == doctest::Approx(1000000.0 / 8));  // weights shared by the 8 prefilled tokens
   CHECK(rows[1].bytes_per_token == doctest::Approx(1000000.0));      // every decoded token reads them all
   const Json j = infer::bench_json(rows);
@@ -56,6 +58,7 @@ TEST_CASE("bench: matmul multiply-adds of the LLaMA-3.2-1B shape") {
   // HF reports 1,235,814,400 parameters for Llama-3.2-1B (tied embedding counted once); minus the 33
   // RMSNorm weight vectors of 2048, every other parameter is a matmul weight read once per token.
   const nn::LlamaConfig c = infer::shape_config("llama-3.2-1b");
-  CHECK(infer::llama_matmul_macs(c) == 1235814400 - 33 * 2048);
+  CHECK(infer::llama_layer_macs(c) + infer::llama_head_macs(c) == 1235814400 - 33 * 2048);
+  CHECK(infer::llama_head_macs(c) == 128256 * 2048);
   CHECK_THROWS_WITH_AS(infer::shape_config("gpt-5"), doctest::Contains("unknown --shape 'gpt-5'"), Error);
 }
