@@ -90,6 +90,7 @@ struct Engine::State {
   std::string head_kind;  // int8 | f32 | bf16
   Tensor head_w;          // i8 / f32 / bf16 [V, C]
   const float* head_s = nullptr;  // int8: per-row scale [V]
+  Tensor head_sum;                // int8: i32 [V] row sums Σ_i w[j, i] (fused_ops.h lm_head_int8)
   bool all_ternary = true;
   int nt = 1;
   kq::KernelIsa isa{};
@@ -97,8 +98,9 @@ struct Engine::State {
 
   // Buffers (Tc = max tokens per step, S = max context).
   Tensor x, xn, qkv, att, tmp, gu, hf;  // f32 [Tc, C | C | qkv_rows | H*D | C | 2F | F]
-  Tensor kc, vc;                        // f32 [L, Hkv, S, D]
-  Tensor scores;                        // f32 [nt, S]
+  Tensor kc;                            // f32 [L, Hkv, kcache_elems(S, D)] (Note [Blocked K cache])
+  Tensor vc;                            // f32 [L, Hkv, S, D]
+  Tensor scores;                        // f32 [nt, H/Hkv · round_up(S, 16)]
   Tensor rope_cos, rope_sin;            // f32 [S, D/2]
   Tensor hq;                            // i8 [Tc, C] (int8 head activations)
   Tensor hs;                            // f32 [Tc]
@@ -231,7 +233,14 @@ void Engine::State::build() {
            "[engine] {}: lm_head.weight is {}, expected {}[{}, {}]", source, hw->str(),
            dtype_name(want), V, C);
   head_w = *hw;
-  if (head_kind == "int8") head_s = vec("lm_head.scale", V);
+  if (head_kind == "int8") {
+    head_s = vec("lm_head.scale", V);
+    head_sum = Tensor::empty({V}, DType::i32);
+    const int8_t* w = head_w.data<int8_t>();
+    int32_t* hsum = head_sum.data<int32_t>();
+    const int64_t C_ = C;
+    parallel_for(V, 1024, [&](int64_t b, int64_t e) { int8_row_sums(w, b, e, C_, hsum); });
+  }
   nt = opts.threads > 0 ? opts.threads : num_threads();
   isa = kq::best_isa();
   alloc();
@@ -254,9 +263,9 @@ void Engine::State::alloc() {
   tmp = Tensor::zeros({Tc, C});
   gu = Tensor::zeros({Tc, 2 * F});
   hf = Tensor::zeros({Tc, F});
-  kc = Tensor::zeros({L, Hkv, S, D});
+  kc = Tensor::zeros({L, Hkv, kcache_elems(S, D)});
   vc = Tensor::zeros({L, Hkv, S, D});
-  scores = Tensor::zeros({nt, S});
+  scores = Tensor::zeros({nt, H / Hkv * ((S + 15) / 16 * 16)});
   hq = Tensor::zeros({Tc, C}, DType::i8);
   hs = Tensor::zeros({Tc});
   if (!all_ternary && opts.dense_dtype == "bf16") {
@@ -373,7 +382,8 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       }
     });
     linear(ly.qkv, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
-    float* kl = kc.data<float>() + l * Hkv * S * D;
+    const int64_t kstride = kcache_elems(S, D);  // one KV head's K cache
+    float* kl = kc.data<float>() + l * Hkv * kstride;
     float* vl = vc.data<float>() + l * Hkv * S * D;
     // RoPE on one head of token t (h < H: q head; H <= h < H+Hkv: k head, then k and v cached).
     auto rope_head = [&](int64_t t, int64_t h) {
@@ -382,7 +392,8 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       rope_row(v, cosp + p * half, sinp + p * half, half);
       if (h >= H) {
         const int64_t kh = h - H;
-        std::memcpy(kl + (kh * S + p) * D, v, sizeof(float) * D);
+        float* kt = kl + kh * kstride;
+        for (int64_t d = 0; d < D; ++d) kt[kcache_index(p, d, D)] = v[d];
         std::memcpy(vl + (kh * S + p) * D, qkvp + t * qkv_ld + (H + Hkv + kh) * D,
                     sizeof(float) * D);
       }
@@ -391,14 +402,12 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       // Decode: one op, KV heads dealt round-robin; each thread caches its KV head, then attends
       // with the q heads of its group, so no barrier is needed between RoPE and attention.
       ctx.run([&](int tid, int n) {
-        float* sc = scores.data<float>() + tid * S;
+        float* sc = scores.data<float>() + tid * scores.size(1);
         for (int64_t kh = tid; kh < Hkv; kh += n) {
           rope_head(0, H + kh);
-          for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
-            rope_head(0, h);
-            attend_row(qkvp + h * D, kl + kh * S * D, vl + kh * S * D, p0 + 1, D, scale, sc,
-                       attp + h * D);
-          }
+          for (int64_t h = kh * group; h < (kh + 1) * group; ++h) rope_head(0, h);
+          attend_group(qkvp + kh * group * D, group, D, kl + kh * kstride, vl + kh * S * D, p0 + 1, D,
+                       scale, sc, attp + kh * group * D, D);
         }
       });
     } else {
@@ -407,13 +416,14 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         split(T * (H + Hkv), tid, n, b, e);
         for (int64_t i = b; i < e; ++i) rope_head(i / (H + Hkv), i % (H + Hkv));
       });
-      // Causal GQA attention, (token, head) pairs dealt round-robin (causal rows differ in cost).
+      // Causal GQA attention, (token, KV head) pairs dealt round-robin (causal rows differ in cost);
+      // each pair is the group of q heads sharing that KV head.
       ctx.run([&](int tid, int n) {
-        float* sc = scores.data<float>() + tid * S;
-        for (int64_t i = tid; i < T * H; i += n) {
-          const int64_t t = i / H, h = i % H, kh = h / group;
-          attend_row(qkvp + t * qkv_ld + h * D, kl + kh * S * D, vl + kh * S * D, p0 + t + 1, D,
-                     scale, sc, attp + t * HD + h * D);
+        float* sc = scores.data<float>() + tid * scores.size(1);
+        for (int64_t i = tid; i < T * Hkv; i += n) {
+          const int64_t t = i / Hkv, kh = i % Hkv;
+          attend_group(qkvp + t * qkv_ld + kh * group * D, group, D, kl + kh * kstride,
+                       vl + kh * S * D, p0 + t + 1, D, scale, sc, attp + t * HD + kh * group * D, D);
         }
       });
     }
@@ -467,7 +477,8 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
     split(V, tid, n, b, e);
     if (b >= e) return;
     if (int8_head) {
-      lm_head_int8(head_w.data<int8_t>(), head_s, b, e, C, hqp + t0 * C, hsp + t0, nT, logits, V);
+      lm_head_int8(head_w.data<int8_t>(), head_s, head_sum.data<int32_t>(), b, e, C, hqp + t0 * C,
+                   hsp + t0, nT, logits, V);
     } else if (head_kind == "f32") {
       lm_head_f32(head_w.data<float>(), b, e, C, xnp + t0 * C, nT, logits, V);
     } else {

@@ -4,7 +4,22 @@
 #include <cmath>
 #include <cstring>
 
+#include "infer/fused_ops_simd.h"
+
 namespace tq::infer {
+
+namespace {
+// The AVX-512 row kernels run when the ternary kernels run AVX-512 VNNI (TQ_KERNEL=scalar|avx2 gives
+// the reference loops below, so the infer_scalar / infer_avx2 test runs cover them).
+bool use_avx512() {
+#ifdef TQ_HAVE_INFER_AVX512
+  static const bool v = kq::best_isa() == kq::KernelIsa::avx512vnni;
+  return v;
+#else
+  return false;
+#endif
+}
+}  // namespace
 
 void act_buffers_alloc(kq::QuantizedActs& qa, int64_t T, int64_t cols, kq::ActScale mode) {
   const int64_t G = std::max<int64_t>(cols / kq::kPackGroup, 1);
@@ -28,7 +43,10 @@ void act_buffers_view(const kq::QuantizedActs& full, int64_t T, kq::QuantizedAct
 namespace {
 // One scale over x [n], as kq::quantize_acts (Note [int8 activation rounding]): m = max|x|,
 // q = clamp(round_half_even(x · 127/m), ±127), s = m / 127 (0 when m == 0).
-inline float quant_span(const float* x, int64_t n, int8_t* q) {
+float quant_span(const float* x, int64_t n, int8_t* q) {
+#ifdef TQ_HAVE_INFER_AVX512
+  if (use_avx512()) return detail::quant_span_avx512(x, n, q);
+#endif
   float m = 0.0f;
   for (int64_t i = 0; i < n; ++i) m = std::fmax(m, std::fabs(x[i]));
   const float inv = m > 0.0f ? 127.0f / m : 0.0f;
@@ -79,6 +97,12 @@ inline int32_t dot_i8(const int8_t* a, const int8_t* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc += int32_t{a[i]} * int32_t{b[i]};
   return acc;
 }
+
+inline int32_t dot_i8_ones(const int8_t* a, int64_t n) {
+  int32_t acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += int32_t{a[i]};
+  return acc;
+}
 }  // namespace
 
 float quantize_row_per_token(const float* x, int64_t n, int8_t* q) { return quant_span(x, n, q); }
@@ -107,8 +131,16 @@ void add_rows(float* x, const float* y, int64_t n) {
 }
 
 void rms_norm_row(const float* x, const float* w, int64_t C, float eps, float* y) {
+  // Eight partial sums in a fixed order (vectorisable; one sequential double sum was ~4 cycles per
+  // element), the same for every token, so prefill and decode agree exactly.
+  double part[8] = {};
+  int64_t c0 = 0;
+  for (; c0 + 8 <= C; c0 += 8) {
+    for (int k = 0; k < 8; ++k) part[k] += static_cast<double>(x[c0 + k]) * x[c0 + k];
+  }
   double ss = 0;
-  for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(x[c]) * x[c];
+  for (int64_t c = c0; c < C; ++c) ss += static_cast<double>(x[c]) * x[c];
+  for (double v : part) ss += v;
   const auto rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
   for (int64_t c = 0; c < C; ++c) y[c] = x[c] * rs * w[c];
 }
@@ -121,43 +153,90 @@ void rope_row(float* v, const float* cos, const float* sin, int64_t half) {
   }
 }
 
-void attend_row(const float* q, const float* K, const float* V, int64_t n, int64_t D, float scale,
-                float* scores, float* out) {
-  float mx = -INFINITY;
-  for (int64_t s = 0; s < n; ++s) {
-    scores[s] = dot_f32(q, K + s * D, D) * scale;
-    mx = std::max(mx, scores[s]);
+void attend_group(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V, int64_t n,
+                  int64_t D, float scale, float* scores, float* out, int64_t ldo) {
+#ifdef TQ_HAVE_INFER_AVX512
+  if (use_avx512() && D % 16 == 0 && D <= 256) {
+    detail::attend_group_avx512(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
+    return;
   }
-  float sum = 0;
-  for (int64_t s = 0; s < n; ++s) {
-    scores[s] = std::exp(scores[s] - mx);
-    sum += scores[s];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t i = 0; i < D; ++i) out[i] = 0;
-  for (int64_t s = 0; s < n; ++s) {
-    const float p = scores[s] * inv;
-    for (int64_t i = 0; i < D; ++i) out[i] += p * V[s * D + i];
+#endif
+  attend_group_ref(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
+}
+
+void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
+                      int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo) {
+  // One query at a time, plain sums.
+  for (int64_t i = 0; i < nq; ++i) {
+    const float* qi = q + i * ldq;
+    float* o = out + i * ldo;
+    float mx = -INFINITY;
+    for (int64_t s = 0; s < n; ++s) {
+      float acc = 0;
+      for (int64_t d = 0; d < D; ++d) acc += qi[d] * Kt[kcache_index(s, d, D)];
+      scores[s] = acc * scale;
+      mx = std::max(mx, scores[s]);
+    }
+    float sum = 0;
+    for (int64_t s = 0; s < n; ++s) {
+      scores[s] = std::exp(scores[s] - mx);
+      sum += scores[s];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t d = 0; d < D; ++d) o[d] = 0;
+    for (int64_t s = 0; s < n; ++s) {
+      const float p = scores[s] * inv;
+      for (int64_t d = 0; d < D; ++d) o[d] += p * V[s * D + d];
+    }
   }
 }
 
 void swiglu_row(const float* gate, const float* up, int64_t F, float* out) {
+#ifdef TQ_HAVE_INFER_AVX512
+  if (use_avx512()) {
+    detail::swiglu_avx512(gate, up, F, out);
+    return;
+  }
+#endif
+  swiglu_row_ref(gate, up, F, out);
+}
+
+void swiglu_row_ref(const float* gate, const float* up, int64_t F, float* out) {
   for (int64_t i = 0; i < F; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
+
+bool fused_ops_avx512() { return use_avx512(); }
 
 // Cloned per ISA (GCC function multi-versioning, resolved once at load time through an ifunc): the
 // int8 dot product vectorises to vpmovsxbw + vpmaddwd with AVX2 instead of SSE2 unpacks.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-void lm_head_int8(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
-                  const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo) {
+void lm_head_int8_ref(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
+                      const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo) {
   for (int64_t j = r0; j < r1; ++j) {
     const int8_t* wr = w + j * C;
     for (int64_t t = 0; t < T; ++t) {
       logits[t * ldo + j] = sx[t] * sw[j] * static_cast<float>(dot_i8(wr, qx + t * C, C));
     }
   }
+}
+
+void lm_head_int8(const int8_t* w, const float* sw, const int32_t* wsum, int64_t r0, int64_t r1,
+                  int64_t C, const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo) {
+#ifdef TQ_HAVE_INFER_AVX512
+  if (use_avx512()) {
+    detail::lm_head_int8_avx512vnni(w, sw, wsum, r0, r1, C, qx, sx, T, logits, ldo);
+    return;
+  }
+#else
+  (void)wsum;
+#endif
+  lm_head_int8_ref(w, sw, r0, r1, C, qx, sx, T, logits, ldo);
+}
+
+void int8_row_sums(const int8_t* w, int64_t r0, int64_t r1, int64_t C, int32_t* wsum) {
+  for (int64_t j = r0; j < r1; ++j) wsum[j] = dot_i8_ones(w + j * C, C);
 }
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)

@@ -4,7 +4,11 @@
 //
 //   rms_norm_row(x, w, C, eps, y);            // LlamaRMSNorm
 //   quantize_act_row(y, t, qa);               // int8 row t of qa, as kq::quantize_acts does
-//   attend_row(q, K, V, n, D, scale, sc, o);  // one query against n cached keys
+//   attend_group(q, nq, D, Kt, V, n, D, scale, sc, o, D);  // a GQA query group against n cached keys
+//
+// attend_group, swiglu_row and lm_head_int8 run AVX-512 versions (fused_ops_avx512.cpp) when the
+// ternary kernels do (kq::best_isa() is avx512vnni, so TQ_KERNEL=scalar|avx2 selects the plain
+// loops here, which are the reference); the others are plain loops the compiler vectorises.
 #pragma once
 
 #include <cstdint>
@@ -28,17 +32,42 @@ void add_rows(float* x, const float* y, int64_t n);  // x += y
 void rms_norm_row(const float* x, const float* w, int64_t C, float eps, float* y);
 // HF rotate-half RoPE in place on one head [2·half] with cos/sin [half] of its position.
 void rope_row(float* v, const float* cos, const float* sin, int64_t half);
-// out [D] = softmax(scale · q·Kᵀ) · V over n cached rows K, V [n, D]; scores: scratch [n].
-void attend_row(const float* q, const float* K, const float* V, int64_t n, int64_t D, float scale,
-                float* scores, float* out);
+
+// Note [Blocked K cache]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// The K cache of one KV head holds the keys in blocks of 16 positions, each block [D][16]: dim d of
+// the key at position p is Kt[kcache_index(p, d, D)]. A block is 16·D contiguous floats, so the scores
+// of a query against 16 keys are D vertical FMAs (query element broadcast × one 64-byte row of the
+// block): no horizontal sums, and the loads stream. V stays [position][D].
+inline int64_t kcache_index(int64_t p, int64_t d, int64_t D) { return (p / 16) * 16 * D + d * 16 + p % 16; }
+// Elements of one KV head's K cache for S positions (S rounded up to 16).
+inline int64_t kcache_elems(int64_t S, int64_t D) { return (S + 15) / 16 * 16 * D; }
+
+// out_i [D] = softmax(scale · q_i·Kᵀ) · V for the nq queries q_i = q + i·ldq [D] (the q heads sharing
+// one KV head), over the n cached positions 0..n-1: Kt blocked (Note [Blocked K cache]), V [n, D].
+// scores: scratch of nq · round_up(n, 16) floats. out_i at out + i·ldo. Each query's result depends
+// only on its own q and n (not on nq or on the other queries), so prefill and decode agree exactly.
+void attend_group(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V, int64_t n,
+                  int64_t D, float scale, float* scores, float* out, int64_t ldo);
 // out [F] = silu(gate) · up.
 void swiglu_row(const float* gate, const float* up, int64_t F, float* out);
+// The reference loops of the three dispatched kernels (what TQ_KERNEL=scalar|avx2 runs); the tests
+// compare the dispatched ones against them.
+void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
+                      int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo);
+void swiglu_row_ref(const float* gate, const float* up, int64_t F, float* out);
+void lm_head_int8_ref(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
+                      const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo);
+bool fused_ops_avx512();  // whether the dispatched kernels run their AVX-512 versions
 
 // logits[t, j] for rows j in [r0, r1) and T tokens; ldo = stride between token rows of `logits`.
-// int8: s_x[t] · s_w[j] · Σ q_x q_w (int32 sums); f32 / bf16: f32 dot products.
-void lm_head_int8(const int8_t* w /*[V, C]*/, const float* sw /*[V]*/, int64_t r0, int64_t r1,
-                  int64_t C, const int8_t* qx /*[T, C]*/, const float* sx /*[T]*/, int64_t T,
-                  float* logits, int64_t ldo);
+// int8: s_x[t] · s_w[j] · Σ q_x q_w (int32 sums, exact on every path); wsum [V] = int8_row_sums(w)
+// (the VPDPBUSD path needs it). f32 / bf16: f32 dot products.
+void lm_head_int8(const int8_t* w /*[V, C]*/, const float* sw /*[V]*/, const int32_t* wsum /*[V]*/,
+                  int64_t r0, int64_t r1, int64_t C, const int8_t* qx /*[T, C]*/, const float* sx /*[T]*/,
+                  int64_t T, float* logits, int64_t ldo);
+// wsum[j] = Σ_i w[j, i] for rows [r0, r1) of w [., C].
+void int8_row_sums(const int8_t* w, int64_t r0, int64_t r1, int64_t C, int32_t* wsum);
 void lm_head_f32(const float* w, int64_t r0, int64_t r1, int64_t C, const float* x, int64_t T,
                  float* logits, int64_t ldo);
 void lm_head_bf16(const uint16_t* w, int64_t r0, int64_t r1, int64_t C, const float* x, int64_t T,

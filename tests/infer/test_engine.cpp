@@ -268,12 +268,20 @@ TEST_CASE("engine: fused activation quantization equals kq::quantize_acts bit fo
   for (auto& v : x) v = static_cast<float>(rng.normal() * 2.0);
   x[5] = 0;
   for (int64_t i = 0; i < 128; ++i) x[static_cast<size_t>(cols + 128 + i)] = 0;  // an all-zero group
+  // Token 2: max 127 (inv = 1), then exact ties that round half to even, and the clamp edges.
+  const float ties[] = {127.0f, 0.5f, 1.5f, 2.5f, -0.5f, -2.5f, 126.5f, -126.5f, -127.0f};
+  for (size_t i = 0; i < std::size(ties); ++i) x[2 * cols + i] = ties[i];
+  for (int64_t i = 128; i < cols; ++i) x[static_cast<size_t>(2 * cols + i)] = 3.0f;  // group 1 constant: per group, every value is the max
   for (kq::ActScale mode : {kq::ActScale::per_token, kq::ActScale::per_group}) {
     kq::QuantizedActs ref, mine;
     kq::quantize_acts(x.data(), T, cols, mode, ref);
     act_buffers_alloc(mine, T, cols, mode);
     for (int64_t t = 0; t < T; ++t) quantize_act_row(x.data() + t * cols, t, mine);
     CHECK(ref.q.to_vector() == mine.q.to_vector());
+    if (mode == kq::ActScale::per_token) {  // the ties, against hand-rounded values
+      const int8_t* q2 = mine.q.data<int8_t>() + 2 * cols;
+      CHECK(std::vector<int>(q2, q2 + 9) == std::vector<int>{127, 0, 2, 2, 0, -2, 126, -126, -127});
+    }
     CHECK(ref.gsum.to_vector() == mine.gsum.to_vector());
     const auto rs = ref.scale.to_vector(), ms = mine.scale.to_vector();
     REQUIRE(rs.size() <= ms.size());

@@ -1,0 +1,178 @@
+// AVX-512 row kernels of the inference plan (compiled with -mavx512f -mavx512bw -mavx512vl
+// -mavx512vnni -mfma): attention of a GQA query group over the blocked K cache, SwiGLU with a
+// vectorised exp, and the int8 LM head with VPDPBUSD. The plain loops in fused_ops.cpp are the
+// reference they are tested against (tests/infer/test_fused_ops.cpp). Raw pointers only (see
+// fused_ops_simd.h).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "infer/fused_ops_simd.h"
+
+namespace tq::infer::detail {
+
+namespace {
+
+// exp(x) in f32 (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial, then ·2^n by
+// VSCALEFPS; ≈ 1 ulp). x is clamped to [-104, 88.7]: below, the result is 0; above, f32 overflows.
+inline __m512 exp_ps(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+inline __mmask16 tail_mask(int64_t k) {  // the first k (≤ 16) lanes
+  return k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << k) - 1u);
+}
+
+// Scores of NQ queries against the 16 keys of one cache block: s[i][lane] = scale · Σ_d q_i[d]·K[d][lane].
+// Two partial sums per query (even / odd d) keep 2·NQ FMA chains in flight.
+template <int NQ>
+void block_scores(const float* q, int64_t ldq, const float* kb, int64_t D, float scale, __mmask16 m,
+                  float* const* sc) {
+  __m512 a[NQ], b[NQ];
+  for (int i = 0; i < NQ; ++i) a[i] = b[i] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < D; d += 2) {
+    const __m512 k0 = _mm512_loadu_ps(kb + d * 16), k1 = _mm512_loadu_ps(kb + (d + 1) * 16);
+    for (int i = 0; i < NQ; ++i) {
+      a[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i * ldq + d]), k0, a[i]);
+      b[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i * ldq + d + 1]), k1, b[i]);
+    }
+  }
+  for (int i = 0; i < NQ; ++i) {
+    _mm512_mask_storeu_ps(sc[i], m, _mm512_mul_ps(_mm512_add_ps(a[i], b[i]), _mm512_set1_ps(scale)));
+  }
+}
+
+template <int NQ>
+void group_scores(const float* q, int64_t ldq, const float* Kt, int64_t n, int64_t D, float scale,
+                  float* scores, int64_t lds) {
+  for (int64_t s0 = 0; s0 < n; s0 += 16) {
+    float* sc[NQ];
+    for (int i = 0; i < NQ; ++i) sc[i] = scores + i * lds + s0;
+    block_scores<NQ>(q, ldq, Kt + s0 * D, D, scale, tail_mask(n - s0), sc);
+  }
+}
+
+// softmax(scores[0..n)) · V for one query: exp in place, sum over 16 lanes (fixed order), then
+// out = Σ_s p_s·V[s] with two accumulator sets (even / odd s), D ≤ 256 in chunks of 16.
+void softmax_pv(float* sc, int64_t n, const float* V, int64_t D, float* out) {
+  __m512 mx = _mm512_set1_ps(-__builtin_inff());
+  for (int64_t s = 0; s < n; s += 16) {
+    mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), tail_mask(n - s), sc + s));
+  }
+  const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t s = 0; s < n; s += 16) {
+    const __mmask16 m = tail_mask(n - s);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + s), vmax));
+    _mm512_mask_storeu_ps(sc + s, m, e);
+    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
+  }
+  const float inv = 1.0f / _mm512_reduce_add_ps(sum);
+  const int64_t nc = D / 16;
+  __m512 a[16], b[16];
+  for (int64_t c = 0; c < nc; ++c) a[c] = b[c] = _mm512_setzero_ps();
+  int64_t s = 0;
+  for (; s + 2 <= n; s += 2) {
+    const __m512 p0 = _mm512_set1_ps(sc[s] * inv), p1 = _mm512_set1_ps(sc[s + 1] * inv);
+    const float* v0 = V + s * D;
+    for (int64_t c = 0; c < nc; ++c) {
+      a[c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * c), a[c]);
+      b[c] = _mm512_fmadd_ps(p1, _mm512_loadu_ps(v0 + D + 16 * c), b[c]);
+    }
+  }
+  if (s < n) {
+    const __m512 p0 = _mm512_set1_ps(sc[s] * inv);
+    for (int64_t c = 0; c < nc; ++c) a[c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(V + s * D + 16 * c), a[c]);
+  }
+  for (int64_t c = 0; c < nc; ++c) _mm512_storeu_ps(out + 16 * c, _mm512_add_ps(a[c], b[c]));
+}
+
+}  // namespace
+
+void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
+                         int64_t n, int64_t D, float scale, float* scores, float* out,
+                         int64_t ldo) noexcept {
+  const int64_t lds = (n + 15) / 16 * 16;
+  int64_t i = 0;
+  for (; i + 4 <= nq; i += 4) group_scores<4>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds);
+  switch (nq - i) {
+    case 3: group_scores<3>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds); break;
+    case 2: group_scores<2>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds); break;
+    case 1: group_scores<1>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds); break;
+    default: break;
+  }
+  for (int64_t k = 0; k < nq; ++k) softmax_pv(scores + k * lds, n, V, D, out + k * ldo);
+}
+
+float quant_span_avx512(const float* x, int64_t n, int8_t* q) noexcept {
+  __m512 mx = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(n - i), x + i)));
+  }
+  const float m = _mm512_reduce_max_ps(mx);
+  const float inv = m > 0.0f ? 127.0f / m : 0.0f;
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vinv);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    _mm512_mask_cvtsepi32_storeu_epi8(q + i, k, _mm512_cvtps_epi32(v));  // MXCSR: round to nearest even
+  }
+  return m / 127.0f;
+}
+
+void swiglu_avx512(const float* gate, const float* up, int64_t F, float* out) noexcept {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < F; i += 16) {
+    const __mmask16 m = tail_mask(F - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, e));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
+void lm_head_int8_avx512vnni(const int8_t* w, const float* sw, const int32_t* wsum, int64_t r0,
+                             int64_t r1, int64_t C, const int8_t* qx, const float* sx, int64_t T,
+                             float* logits, int64_t ldo) noexcept {
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  constexpr int64_t R = 4;  // rows per pass: 4 independent VPDPBUSD chains sharing each activation load
+  int64_t j = r0;
+  for (; j < r1; j += R) {
+    const int64_t nr = r1 - j < R ? r1 - j : R;
+    for (int64_t t = 0; t < T; ++t) {
+      const int8_t* x = qx + t * C;
+      __m512i acc[R];
+      for (int64_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+      for (int64_t i = 0; i < C; i += 64) {
+        const __mmask64 m = C - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (C - i)) - 1;
+        // q + 128 as u8 (the masked-off bytes stay 0, so they add nothing).
+        const __m512i xu = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + i), bias));
+        for (int64_t r = 0; r < nr; ++r) {
+          acc[r] = _mm512_dpbusd_epi32(acc[r], xu, _mm512_maskz_loadu_epi8(m, w + (j + r) * C + i));
+        }
+      }
+      for (int64_t r = 0; r < nr; ++r) {
+        const int32_t dot = _mm512_reduce_add_epi32(acc[r]) - 128 * wsum[j + r];
+        logits[t * ldo + j + r] = sx[t] * sw[j + r] * static_cast<float>(dot);
+      }
+    }
+  }
+}
+
+}  // namespace tq::infer::detail

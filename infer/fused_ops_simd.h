@@ -1,0 +1,25 @@
+// Internal interface between infer/fused_ops.cpp (reference loops, dispatch) and the AVX-512 row
+// kernels in infer/fused_ops_avx512.cpp (compiled with AVX-512 flags). Raw pointers and PODs only, for
+// the same reason as quant/ternary_kernels.h: the ISA file must not instantiate inline library code
+// that the linker could pick for baseline callers. Not part of the public API.
+#pragma once
+
+#include <cstdint>
+
+namespace tq::infer::detail {
+
+// See fused_ops.h attend_group for the arguments and the K cache layout.
+void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
+                         int64_t n, int64_t D, float scale, float* scores, float* out,
+                         int64_t ldo) noexcept;
+// fused_ops.cpp quant_span: q = clamp(round_half_even(x·(127/m)), ±127) with m = max|x|; returns m/127.
+// VCVTPS2DQ rounds half to even like the reference's 1.5·2^23 trick, so the bytes are identical.
+float quant_span_avx512(const float* x, int64_t n, int8_t* q) noexcept;
+void swiglu_avx512(const float* gate, const float* up, int64_t F, float* out) noexcept;
+// fused_ops.h lm_head_int8 with VPDPBUSD: the activations are biased to u8 (q + 128, an XOR with
+// 0x80) and wsum[j] = Σ_i w[j, i] removes the bias, so the int32 sums are exact.
+void lm_head_int8_avx512vnni(const int8_t* w, const float* sw, const int32_t* wsum, int64_t r0,
+                             int64_t r1, int64_t C, const int8_t* qx, const float* sx, int64_t T,
+                             float* logits, int64_t ldo) noexcept;
+
+}  // namespace tq::infer::detail
