@@ -115,6 +115,16 @@ struct Engine::State {
   void alloc();
   void step(const int32_t* ids, int64_t T, float* logits, bool all_logits, bool want_head,
             const Ctx& ctx);
+  // Decode of one token inside the step's parallel region (all-ternary plans, nt > 1) with 5
+  // barriers per layer instead of 9: see Note [Decode with few barriers].
+  void decode_step(int32_t id, float* logits, int tid, int nt_);
+  struct ThreadScratch {  // private per-thread buffers of decode_step
+    Tensor h, xn, hf;     // f32 [C], [C], [F]
+    Tensor hq;            // i8 [C] (int8 head activations)
+    kq::QuantizedActs qc, qhd, qf;  // one token of C, H·D, F
+  };
+  std::vector<ThreadScratch> scratch;
+  Tensor x2;  // f32 [C]: the second residual buffer of decode_step
   void linear(const Mat& m, const Tensor& in_f32, const kq::QuantizedActs& in_q, int64_t T,
               Tensor& out, const Ctx& ctx);
 };
@@ -274,6 +284,19 @@ void Engine::State::alloc() {
   act_buffers_alloc(full_c, Tc, C, opts.act_scale);
   act_buffers_alloc(full_hd, Tc, HD, opts.act_scale);
   act_buffers_alloc(full_f, Tc, F, opts.act_scale);
+  if (all_ternary && nt > 1) {
+    scratch.resize(static_cast<size_t>(nt));
+    for (ThreadScratch& sc : scratch) {
+      sc.h = Tensor::zeros({C});
+      sc.xn = Tensor::zeros({C});
+      sc.hf = Tensor::zeros({F});
+      sc.hq = Tensor::zeros({C}, DType::i8);
+      act_buffers_alloc(sc.qc, 1, C, opts.act_scale);
+      act_buffers_alloc(sc.qhd, 1, HD, opts.act_scale);
+      act_buffers_alloc(sc.qf, 1, F, opts.act_scale);
+    }
+    x2 = Tensor::zeros({C});
+  }
   set_tokens(Tc);
   // Validate every packed matrix against its activations once: the step calls the unchecked
   // kernel inside its parallel region (Note [No throw in parallel regions]).
@@ -488,6 +511,105 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
   });
 }
 
+// Note [Decode with few barriers]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A decode step is bandwidth-bound and short (≈ 1 ms per layer), so each barrier (µs, more with
+// OMP_WAIT_POLICY=passive) counts. Every op whose input is one token's full vector (residual add,
+// RMSNorm, int8 quantization, SwiGLU) is computed by every thread redundantly into its own scratch, so
+// the only barriers left are after each row-partitioned linear and after attention: 5 per layer.
+// The residual stream alternates between two buffers (x and x2): a phase reads all of `cur` (and
+// tmp) and writes only its thread's slice of `nxt`, so no thread writes what another may still read.
+// The arithmetic is that of step() (same functions, same order), so logits are bit-identical.
+void Engine::State::decode_step(int32_t id, float* logits, int tid, int n) {
+  const int64_t p0 = pos, half = D / 2, group = H / Hkv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  ThreadScratch& me = scratch[static_cast<size_t>(tid)];
+  float* h = me.h.data<float>();
+  float* xnp = me.xn.data<float>();
+  float* hfp = me.hf.data<float>();
+  float* qkvp = qkv.data<float>();
+  float* attp = att.data<float>();
+  float* gup = gu.data<float>();
+  float* tp = tmp.data<float>();
+  const float* cosp = rope_cos.data<float>() + p0 * half;
+  const float* sinp = rope_sin.data<float>() + p0 * half;
+  int64_t cb, ce;  // this thread's slice of the residual
+  split(C, tid, n, cb, ce);
+  const float* cur = embed + static_cast<int64_t>(id) * C;
+  float* bufs[2] = {x.data<float>(), x2.data<float>()};
+  int nb = 0;  // bufs[nb] is the next `nxt`
+  bool have_tmp = false;
+  // h = cur (+ tmp); write this thread's slice of the next residual buffer; y = RMSNorm(h)·w.
+  auto residual_norm = [&](const float* w) {
+    float* nxt = bufs[nb];
+    for (int64_t c = 0; c < C; ++c) h[c] = cur[c];
+    if (have_tmp) add_rows(h, tp, C);
+    for (int64_t c = cb; c < ce; ++c) nxt[c] = h[c];
+    rms_norm_row(h, w, C, eps, xnp);
+    cur = nxt;  // complete after the next barrier, the only point where it is read again
+    nb ^= 1;
+  };
+  auto rows = [&](const Mat& m, const kq::QuantizedActs& a, float* y, int64_t ldy) {
+    int64_t b, e;
+    split(m.packed.rows_padded / kq::kTileRows, tid, n, b, e);
+    if (b < e) {
+      kq::ternary_gemm_rows_unchecked(m.packed, a, b * kq::kTileRows, e * kq::kTileRows, y, ldy, isa);
+    }
+  };
+  for (int64_t l = 0; l < L; ++l) {
+    const Layer& ly = layers[static_cast<size_t>(l)];
+    residual_norm(ly.attn_norm);
+    quantize_act_row(xnp, 0, me.qc);
+    rows(ly.qkv, me.qc, qkvp, qkv.size(1));
+#pragma omp barrier
+    const int64_t kstride = kcache_elems(S, D);
+    float* kl = kc.data<float>() + l * Hkv * kstride;
+    float* vl = vc.data<float>() + l * Hkv * S * D;
+    float* sc = scores.data<float>() + tid * scores.size(1);
+    for (int64_t kh = tid; kh < Hkv; kh += n) {
+      float* k = qkvp + (H + kh) * D;
+      rope_row(k, cosp, sinp, half);
+      float* kt = kl + kh * kstride;
+      for (int64_t d = 0; d < D; ++d) kt[kcache_index(p0, d, D)] = k[d];
+      std::memcpy(vl + (kh * S + p0) * D, qkvp + (H + Hkv + kh) * D, sizeof(float) * D);
+      for (int64_t hh = kh * group; hh < (kh + 1) * group; ++hh) rope_row(qkvp + hh * D, cosp, sinp, half);
+      attend_group(qkvp + kh * group * D, group, D, kt, vl + kh * S * D, p0 + 1, D, scale, sc,
+                   attp + kh * group * D, D);
+    }
+#pragma omp barrier
+    quantize_act_row(attp, 0, me.qhd);
+    rows(ly.o, me.qhd, tp, tmp.size(1));
+    have_tmp = true;
+#pragma omp barrier
+    residual_norm(ly.mlp_norm);
+    quantize_act_row(xnp, 0, me.qc);
+    rows(ly.gu, me.qc, gup, gu.size(1));
+#pragma omp barrier
+    swiglu_row(gup, gup + F, F, hfp);
+    quantize_act_row(hfp, 0, me.qf);
+    rows(ly.down, me.qf, tp, tmp.size(1));
+#pragma omp barrier
+  }
+  // Final residual and norm (redundant per thread), then this thread's rows of the LM head.
+  for (int64_t c = 0; c < C; ++c) h[c] = cur[c];
+  add_rows(h, tp, C);
+  rms_norm_row(h, final_norm, C, eps, xnp);
+  int64_t b, e;
+  split(V, tid, n, b, e);
+  if (b < e) {
+    if (head_kind == "int8") {
+      int8_t* hqp = me.hq.data<int8_t>();
+      const float hsv = quantize_row_per_token(xnp, C, hqp);
+      lm_head_int8(head_w.data<int8_t>(), head_s, head_sum.data<int32_t>(), b, e, C, hqp, &hsv, 1,
+                   logits, V);
+    } else if (head_kind == "f32") {
+      lm_head_f32(head_w.data<float>(), b, e, C, xnp, 1, logits, V);
+    } else {
+      lm_head_bf16(static_cast<const uint16_t*>(head_w.raw_data()), b, e, C, xnp, 1, logits, V);
+    }
+  }
+}
+
 Engine::Engine(EnginePlan plan, const EngineOptions& opts, const std::string& source)
     : s_(std::make_unique<State>()) {
   opts.validate();
@@ -559,7 +681,11 @@ void Engine::forward(const int32_t* ids, int64_t n, float* logits, bool all_logi
         ctx.in_region = true;
         ctx.tid = omp_get_thread_num();
         ctx.nt = omp_get_num_threads();
-        s.step(ids + done, T, out, all_logits, want_head, ctx);
+        if (T == 1 && ctx.nt == nt && want_head) {
+          s.decode_step(ids[done], out, ctx.tid, ctx.nt);
+        } else {
+          s.step(ids + done, T, out, all_logits, want_head, ctx);
+        }
       }
     } else {
       Ctx ctx;

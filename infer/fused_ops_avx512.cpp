@@ -147,29 +147,47 @@ void swiglu_avx512(const float* gate, const float* up, int64_t F, float* out) no
   }
 }
 
+namespace {
+
+// R rows (compile time, so the accumulators stay in registers) × one token: Σ_i (q_i + 128)·w_ji.
+template <int R>
+inline void head_rows(const int8_t* w, int64_t C, const int8_t* x, int32_t* out) {
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512i acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+  int64_t i = 0;
+  for (; i + 64 <= C; i += 64) {
+    const __m512i xu = _mm512_xor_si512(_mm512_loadu_si512(x + i), bias);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], xu, _mm512_loadu_si512(w + r * C + i));
+  }
+  if (i < C) {  // masked-off bytes load as 0 on both sides and add nothing
+    const __mmask64 m = (__mmask64{1} << (C - i)) - 1;
+    const __m512i xu = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + i), bias));
+    for (int r = 0; r < R; ++r) {
+      acc[r] = _mm512_dpbusd_epi32(acc[r], xu, _mm512_maskz_loadu_epi8(m, w + r * C + i));
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_epi32(acc[r]);
+}
+
+}  // namespace
+
 void lm_head_int8_avx512vnni(const int8_t* w, const float* sw, const int32_t* wsum, int64_t r0,
                              int64_t r1, int64_t C, const int8_t* qx, const float* sx, int64_t T,
                              float* logits, int64_t ldo) noexcept {
-  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   constexpr int64_t R = 4;  // rows per pass: 4 independent VPDPBUSD chains sharing each activation load
-  int64_t j = r0;
-  for (; j < r1; j += R) {
+  for (int64_t j = r0; j < r1; j += R) {
     const int64_t nr = r1 - j < R ? r1 - j : R;
     for (int64_t t = 0; t < T; ++t) {
-      const int8_t* x = qx + t * C;
-      __m512i acc[R];
-      for (int64_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
-      for (int64_t i = 0; i < C; i += 64) {
-        const __mmask64 m = C - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (C - i)) - 1;
-        // q + 128 as u8 (the masked-off bytes stay 0, so they add nothing).
-        const __m512i xu = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + i), bias));
-        for (int64_t r = 0; r < nr; ++r) {
-          acc[r] = _mm512_dpbusd_epi32(acc[r], xu, _mm512_maskz_loadu_epi8(m, w + (j + r) * C + i));
-        }
+      int32_t dot[R];
+      if (nr == R) {
+        head_rows<R>(w + j * C, C, qx + t * C, dot);
+      } else {
+        for (int64_t r = 0; r < nr; ++r) head_rows<1>(w + (j + r) * C, C, qx + t * C, dot + r);
       }
       for (int64_t r = 0; r < nr; ++r) {
-        const int32_t dot = _mm512_reduce_add_epi32(acc[r]) - 128 * wsum[j + r];
-        logits[t * ldo + j + r] = sx[t] * sw[j + r] * static_cast<float>(dot);
+        const int32_t d = dot[r] - 128 * wsum[j + r];  // Σ (q + 128)·w − 128·Σ w = Σ q·w, exact
+        logits[t * ldo + j + r] = sx[t] * sw[j + r] * static_cast<float>(d);
       }
     }
   }
