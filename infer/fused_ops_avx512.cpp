@@ -67,9 +67,9 @@ void group_scores(const float* q, int64_t ldq, const float* Kt, int64_t n, int64
   }
 }
 
-// softmax(scores[0..n)) · V for one query: exp in place, sum over 16 lanes (fixed order), then
-// out = Σ_s p_s·V[s] with two accumulator sets (even / odd s), D ≤ 256 in chunks of 16.
-void softmax_pv(float* sc, int64_t n, const float* V, int64_t D, float* out) {
+// scores[0..n) ← softmax(scores): exp(s − max) in place, summed over 16 lanes (fixed order), then
+// scaled by 1/sum — the probabilities p_s that multiply V.
+void softmax_inplace(float* sc, int64_t n) {
   __m512 mx = _mm512_set1_ps(-__builtin_inff());
   for (int64_t s = 0; s < n; s += 16) {
     mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), tail_mask(n - s), sc + s));
@@ -82,24 +82,58 @@ void softmax_pv(float* sc, int64_t n, const float* V, int64_t D, float* out) {
     _mm512_mask_storeu_ps(sc + s, m, e);
     sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
   }
-  const float inv = 1.0f / _mm512_reduce_add_ps(sum);
-  const int64_t nc = D / 16;
-  __m512 a[16], b[16];
-  for (int64_t c = 0; c < nc; ++c) a[c] = b[c] = _mm512_setzero_ps();
-  int64_t s = 0;
-  for (; s + 2 <= n; s += 2) {
-    const __m512 p0 = _mm512_set1_ps(sc[s] * inv), p1 = _mm512_set1_ps(sc[s + 1] * inv);
-    const float* v0 = V + s * D;
-    for (int64_t c = 0; c < nc; ++c) {
-      a[c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * c), a[c]);
-      b[c] = _mm512_fmadd_ps(p1, _mm512_loadu_ps(v0 + D + 16 * c), b[c]);
+  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  for (int64_t s = 0; s < n; s += 16) {
+    const __mmask16 m = tail_mask(n - s);
+    _mm512_mask_storeu_ps(sc + s, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, sc + s), inv));
+  }
+}
+
+// out_i [16·NC] = Σ_s p_i[s]·V[s] for NQ queries at once (each V row loaded once for all of them).
+// Every query's sum is one FMA chain per 16 lanes in s order, whatever NQ is.
+template <int NQ, int NC>
+void pv_block(const float* const* p, const float* V, int64_t n, float* const* out) {
+  constexpr int64_t D = 16 * NC;
+  __m512 acc[NQ][NC];
+  for (int i = 0; i < NQ; ++i) {
+    for (int c = 0; c < NC; ++c) acc[i][c] = _mm512_setzero_ps();
+  }
+  for (int64_t s = 0; s < n; ++s) {
+    __m512 v[NC];
+    for (int c = 0; c < NC; ++c) v[c] = _mm512_loadu_ps(V + s * D + 16 * c);
+    for (int i = 0; i < NQ; ++i) {
+      const __m512 pi = _mm512_set1_ps(p[i][s]);
+      for (int c = 0; c < NC; ++c) acc[i][c] = _mm512_fmadd_ps(pi, v[c], acc[i][c]);
     }
   }
-  if (s < n) {
-    const __m512 p0 = _mm512_set1_ps(sc[s] * inv);
-    for (int64_t c = 0; c < nc; ++c) a[c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(V + s * D + 16 * c), a[c]);
+  for (int i = 0; i < NQ; ++i) {
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out[i] + 16 * c, acc[i][c]);
   }
-  for (int64_t c = 0; c < nc; ++c) _mm512_storeu_ps(out + 16 * c, _mm512_add_ps(a[c], b[c]));
+}
+
+// The nq queries in chunks of NQ = 16 / NC (≤ 4) so that NQ·NC accumulators fit the 32 zmm registers.
+template <int NC>
+void pv_group(const float* scores, int64_t lds, int64_t nq, const float* V, int64_t n, float* out,
+              int64_t ldo) {
+  constexpr int NQ = NC >= 4 ? 16 / NC : 4;
+  int64_t i = 0;
+  for (; i < nq; i += NQ) {
+    const float* p[NQ];
+    float* o[NQ];
+    if (nq - i >= NQ) {
+      for (int k = 0; k < NQ; ++k) {
+        p[k] = scores + (i + k) * lds;
+        o[k] = out + (i + k) * ldo;
+      }
+      pv_block<NQ, NC>(p, V, n, o);
+    } else {
+      for (int64_t k = i; k < nq; ++k) {
+        const float* p1[1] = {scores + k * lds};
+        float* o1[1] = {out + k * ldo};
+        pv_block<1, NC>(p1, V, n, o1);
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -116,7 +150,29 @@ void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* K
     case 1: group_scores<1>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds); break;
     default: break;
   }
-  for (int64_t k = 0; k < nq; ++k) softmax_pv(scores + k * lds, n, V, D, out + k * ldo);
+  for (int64_t k = 0; k < nq; ++k) softmax_inplace(scores + k * lds, n);
+  switch (D / 16) {
+    case 1: pv_group<1>(scores, lds, nq, V, n, out, ldo); break;
+    case 2: pv_group<2>(scores, lds, nq, V, n, out, ldo); break;
+    case 3: pv_group<3>(scores, lds, nq, V, n, out, ldo); break;
+    case 4: pv_group<4>(scores, lds, nq, V, n, out, ldo); break;
+    case 5: pv_group<5>(scores, lds, nq, V, n, out, ldo); break;
+    case 6: pv_group<6>(scores, lds, nq, V, n, out, ldo); break;
+    case 7: pv_group<7>(scores, lds, nq, V, n, out, ldo); break;
+    case 8: pv_group<8>(scores, lds, nq, V, n, out, ldo); break;
+    default:  // D = 144 … 256: one query and 16 lanes at a time, one chain per lane in s order
+      for (int64_t k = 0; k < nq; ++k) {
+        const float* p1 = scores + k * lds;
+        for (int64_t c = 0; c < D; c += 16) {
+          __m512 acc = _mm512_setzero_ps();
+          for (int64_t s = 0; s < n; ++s) {
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(p1[s]), _mm512_loadu_ps(V + s * D + c), acc);
+          }
+          _mm512_storeu_ps(out + k * ldo + c, acc);
+        }
+      }
+      break;
+  }
 }
 
 float quant_span_avx512(const float* x, int64_t n, int8_t* q) noexcept {

@@ -41,7 +41,7 @@ std::vector<double> attend_f64(const float* q, const std::vector<float>& K, cons
 TEST_CASE("fused ops: attend_group over the blocked K cache matches float64 and the reference") {
   Rng rng = test::make_rng(31);
   MESSAGE("AVX-512 row kernels active: " << fused_ops_avx512());
-  for (int64_t D : {16, 64, 128, 40}) {  // 40: not a multiple of 16, always the reference loop
+  for (int64_t D : {16, 48, 64, 128, 160, 40}) {  // 40: not a multiple of 16, always the reference loop
     for (int64_t n : {1, 15, 16, 17, 70}) {
       for (int64_t nq : {1, 3, 4, 5}) {
         CAPTURE(D);
