@@ -1,5 +1,5 @@
 // Tests quant/ternary_pack.cpp, quant/act_quant.cpp and the ternary kernels: the packed layout
-// against a hand-computed byte (docs/formats.md), pack/unpack round trips, the scalar kernel against
+// against a hand-computed byte and the pre-tiled α positions (docs/formats.md), pack/unpack round trips, the scalar kernel against
 // a dense f64 reference that ignores the layout, every available ISA against scalar (exact integer
 // group sums, 1e-6 relative outputs) on random, ragged and extreme inputs, activation quantization
 // against its hand formula, and TQ_KERNEL resolution. Loops over available_isas().
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/parallel.h"
 #include "quant/act_quant.h"
 #include "quant/quant.h"
@@ -126,6 +127,28 @@ TEST_CASE("packed ternary layout matches the documented worked example") {
   CHECK(w.bias.at({3}) == 0.0);
 }
 
+TEST_CASE("scales are pre-tiled: α of row j, group g at [j/16, g, j%16] (docs/formats.md)") {
+  // rows 37 (3 row blocks, the last ragged), G = 3; α[j, g] = j + 1 + g/4 is exact in f16.
+  const int64_t rows = 37, cols = 384, G = 3;
+  Tensor alpha = Tensor::empty({rows, G});
+  for (int64_t j = 0; j < rows; ++j) {
+    for (int64_t g = 0; g < G; ++g) alpha.set({j, g}, static_cast<double>(j + 1) + 0.25 * static_cast<double>(g));
+  }
+  const PackedTernary w = pack_ternary(Tensor::zeros({rows, cols}, DType::i8), alpha, Tensor());
+  REQUIRE(w.scales.shape() == Shape({3, G, 16}));
+  const auto* raw = static_cast<const uint16_t*>(w.scales.raw_data());
+  // Worked example: row 17, group 2 → rb 1, r 1 → element (1·3 + 2)·16 + 1 = 81, α = 18.5 = f16 0x4CA0.
+  CHECK(raw[81] == 0x4CA0);
+  int64_t bad = 0;
+  for (int64_t k = 0; k < w.scales.numel(); ++k) {
+    const int64_t rb = k / (G * 16), g = (k / 16) % G, j = 16 * rb + k % 16;
+    const float want = j < rows ? static_cast<float>(j + 1) + 0.25f * static_cast<float>(g) : 0.0f;
+    bad += f16_to_f32(raw[k]) != want;  // padded rows 37..47 hold α = 0
+  }
+  CHECK(bad == 0);
+  CHECK(max_abs_diff(unpack_scales(w), alpha) == 0.0);  // unpack_scales stays [rows, G] row-major
+}
+
 TEST_CASE("pack/unpack round trip, f16 scales, padded rows zero") {
   Rng rng = make_rng(1);
   for (int64_t rows : {1, 16, 37}) {
@@ -139,7 +162,7 @@ TEST_CASE("pack/unpack round trip, f16 scales, padded rows zero") {
     TQ_CHECK_CLOSE(unpack_scales(w), alpha, 1.0 / 2048, 0);
     for (int64_t j = rows; j < w.rows_padded; ++j) {
       CHECK(w.bias.at({j}) == 0.0);
-      CHECK(w.scales.to(DType::f32).at({j, 0}) == 0.0);
+      CHECK(w.scales.to(DType::f32).at({j / 16, 0, j % 16}) == 0.0);
     }
     CHECK(w.bias.at({rows - 1}) == doctest::Approx(bias.at({rows - 1})));
   }
