@@ -15,9 +15,23 @@
 
 namespace tq::quant::detail {
 
+// Note [AND-only decode]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// With 1–3 tokens the tile decode, not the VPDPBUSD, dominates, so the decode kernel skips the shifts:
+// w & (3 << 2s) is c_s·4^s per byte, a u8 in {0, 4^s, 2·4^s} ≤ 128, used directly as the unsigned
+// operand, with one accumulator A_s per s. A_s = 4^s·Σ c_s·q exactly, so at the end of each 128-group
+// sum = A0 + (A1 >> 2) + (A2 >> 4) + (A3 >> 6) with arithmetic shifts is exact: the same integer as
+// the reference. Bound: per group A_s sums 32 products (8 tiles × 4 bytes per lane), each
+// |c_s·4^s·q| ≤ 128·128, so |A_s| ≤ 2^19, far from i32 overflow even for q = −128; VPDPBUSD adds the
+// four u8·i8 products into i32 without saturation. 4 ANDs per tile instead of 3 shifts + 4 ANDs.
+
 namespace {
 
 constexpr int64_t kTokenChunk = 64;  // prefill tokens per pass over the row blocks
+// The decode kernel prefetches each weight stream this many bytes ahead: the hardware prefetcher
+// stops at 4 KiB pages, and without it 2048×8192 (long row blocks) streamed at ≈ 0.7 of the read
+// bandwidth instead of ≈ 0.9 (1 thread, docs/kernels.md).
+constexpr int64_t kPrefetchBytes = 2048;
 
 inline int32_t load_i32(const int8_t* p) {
   int32_t v;
@@ -51,6 +65,65 @@ inline void group_epilogue(const TernaryArgs& a, int64_t rb, int64_t t, int64_t 
   const __m512 p = _mm512_mul_ps(alpha, _mm512_set1_ps(s));
   const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, _mm512_set1_epi32(a.gsum[tg])));
   yacc = _mm512_fmadd_ps(d, p, yacc);
+}
+
+// Decode (1–3 tokens): NT tokens [t0, t0+NT) × NB row blocks rb … rb+NB−1 × all groups. The
+// activation broadcasts of a tile column are shared by the NB blocks, and each (block, token, s)
+// has its own accumulator (NB·NT·4 independent VPDPBUSD chains). See Note [AND-only decode].
+// The 8 tiles of a group are unrolled: without it GCC 12 copies every accumulator once per tile.
+template <int NB, int NT>
+void small(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, int32_t* sums) {
+  const int64_t G = a.cols / 128, KT = a.cols / 16;
+  const __m512i m[4] = {_mm512_set1_epi8(0x03), _mm512_set1_epi8(0x0C), _mm512_set1_epi8(0x30),
+                        _mm512_set1_epi8(static_cast<char>(0xC0))};
+  __m512 yacc[NB][NT];
+  for (int b = 0; b < NB; ++b) {
+    for (int t = 0; t < NT; ++t) yacc[b][t] = _mm512_setzero_ps();
+  }
+  const uint8_t* tiles = a.codes + rb * KT * 64;
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i acc[NB][NT][4];
+    for (int b = 0; b < NB; ++b) {
+      for (int t = 0; t < NT; ++t) {
+        for (int s = 0; s < 4; ++s) acc[b][t][s] = _mm512_setzero_si512();
+      }
+    }
+#pragma GCC unroll 8
+    for (int64_t kt = 8 * g; kt < 8 * g + 8; ++kt) {
+      __m512i x[NT][4];
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* xq = a.q + (t0 + t) * a.cols + kt * 16;
+        for (int s = 0; s < 4; ++s) x[t][s] = _mm512_set1_epi32(load_i32(xq + 4 * s));
+      }
+      for (int b = 0; b < NB; ++b) {
+        const uint8_t* tile = tiles + (b * KT + kt) * 64;
+        _mm_prefetch(reinterpret_cast<const char*>(tile + kPrefetchBytes), _MM_HINT_T0);
+        const __m512i w = _mm512_loadu_si512(tile);
+        for (int s = 0; s < 4; ++s) {
+          const __m512i c = _mm512_and_si512(w, m[s]);  // c_s · 4^s, u8 ≤ 128
+          for (int t = 0; t < NT; ++t) acc[b][t][s] = _mm512_dpbusd_epi32(acc[b][t][s], c, x[t][s]);
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      const __m512 alpha = sums != nullptr ? _mm512_setzero_ps() : load_alpha(a, rb + b, g);
+      for (int t = 0; t < NT; ++t) {
+        // A_s = 4^s · Σ c_s·q exactly, so the arithmetic shifts are exact divisions.
+        const __m512i sum = _mm512_add_epi32(
+            _mm512_add_epi32(acc[b][t][0], _mm512_srai_epi32(acc[b][t][1], 2)),
+            _mm512_add_epi32(_mm512_srai_epi32(acc[b][t][2], 4), _mm512_srai_epi32(acc[b][t][3], 6)));
+        group_epilogue(a, rb + b, t0 + t, g, sum, alpha, yacc[b][t], sums);
+      }
+    }
+  }
+  if (sums != nullptr) return;
+  for (int b = 0; b < NB; ++b) {
+    const __mmask16 mask = row_mask(a, rb + b);
+    const __m512 bias = _mm512_loadu_ps(a.bias + 16 * (rb + b));
+    for (int t = 0; t < NT; ++t) {
+      _mm512_mask_storeu_ps(y + (t0 + t) * ldy + 16 * (rb + b), mask, _mm512_add_ps(yacc[b][t], bias));
+    }
+  }
 }
 
 // Prefill: NT tokens [t0, t0+NT) × row block rb × all groups. Each tile is decoded once into 4 code
@@ -96,6 +169,13 @@ void block(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, 
 
 void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, int32_t* sums) {
   const int64_t b0 = r0 / 16, b1 = r1 / 16;  // every block has a real row (rows_padded − rows < 16)
+  if (a.tokens == 1) {
+    // GEMV: row blocks in pairs from r0 (8 chains, shared broadcasts), then an unpaired last block.
+    int64_t rb = b0;
+    for (; rb + 2 <= b1; rb += 2) small<2, 1>(a, rb, 0, y, ldy, sums);
+    if (rb < b1) small<1, 1>(a, rb, 0, y, ldy, sums);
+    return;
+  }
   // Prefill: the activations of kTokenChunk tokens stay in L2 while every row block passes over them
   // (with all T tokens per row block, T·cols bytes would be re-read from L3 for each row block).
   for (int64_t tc = 0; tc < a.tokens; tc += kTokenChunk) {
@@ -108,9 +188,9 @@ void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, in
         case 6: block<6, 1>(a, rb, t0, y, ldy, sums); break;
         case 5: block<5, 1>(a, rb, t0, y, ldy, sums); break;
         case 4: block<4, 1>(a, rb, t0, y, ldy, sums); break;
-        case 3: block<3, 2>(a, rb, t0, y, ldy, sums); break;
-        case 2: block<2, 2>(a, rb, t0, y, ldy, sums); break;
-        case 1: block<1, 4>(a, rb, t0, y, ldy, sums); break;
+        case 3: small<1, 3>(a, rb, t0, y, ldy, sums); break;
+        case 2: small<1, 2>(a, rb, t0, y, ldy, sums); break;
+        case 1: small<1, 1>(a, rb, t0, y, ldy, sums); break;
         default: break;
       }
     }
