@@ -17,13 +17,13 @@ namespace tq::quant::detail {
 
 // Note [AND-only decode]
 // ~~~~~~~~~~~~~~~~~~~~~~
-// With 1–3 tokens the tile decode, not the VPDPBUSD, dominates, so the decode kernel skips the shifts:
-// w & (3 << 2s) is c_s·4^s per byte, a u8 in {0, 4^s, 2·4^s} ≤ 128, used directly as the unsigned
-// operand, with one accumulator A_s per s. A_s = 4^s·Σ c_s·q exactly, so at the end of each 128-group
-// sum = A0 + (A1 >> 2) + (A2 >> 4) + (A3 >> 6) with arithmetic shifts is exact: the same integer as
-// the reference. Bound: per group A_s sums 32 products (8 tiles × 4 bytes per lane), each
-// |c_s·4^s·q| ≤ 128·128, so |A_s| ≤ 2^19, far from i32 overflow even for q = −128; VPDPBUSD adds the
-// four u8·i8 products into i32 without saturation. 4 ANDs per tile instead of 3 shifts + 4 ANDs.
+// With 1–3 tokens the tile decode, not the VPDPBUSD, dominates, so the decode kernel skips the
+// shifts: w & (3 << 2s) is c_s·4^s per byte, a u8 in {0, 4^s, 2·4^s} ≤ 128, used directly as the
+// unsigned operand, one accumulator A_s per s. A_s = 4^s·Σ c_s·q exactly, so at the end of each
+// 128-group sum = A0 + (A1 >> 2) + (A2 >> 4) + (A3 >> 6) with arithmetic shifts is exact: the same
+// integer as the reference. Bound: per group A_s sums 32 products (8 tiles × 4 bytes a lane), each
+// |c_s·4^s·q| ≤ 128·128, so |A_s| ≤ 2^19, far from i32 overflow even for q = −128; VPDPBUSD adds
+// the four u8·i8 products into i32 without saturation. 4 ANDs a tile instead of 3 shifts + 4 ANDs.
 
 namespace {
 
@@ -109,9 +109,10 @@ void small(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, 
       const __m512 alpha = sums != nullptr ? _mm512_setzero_ps() : load_alpha(a, rb + b, g);
       for (int t = 0; t < NT; ++t) {
         // A_s = 4^s · Σ c_s·q exactly, so the arithmetic shifts are exact divisions.
-        const __m512i sum = _mm512_add_epi32(
-            _mm512_add_epi32(acc[b][t][0], _mm512_srai_epi32(acc[b][t][1], 2)),
-            _mm512_add_epi32(_mm512_srai_epi32(acc[b][t][2], 4), _mm512_srai_epi32(acc[b][t][3], 6)));
+        const __m512i a01 = _mm512_add_epi32(acc[b][t][0], _mm512_srai_epi32(acc[b][t][1], 2));
+        const __m512i a2 = _mm512_srai_epi32(acc[b][t][2], 4);
+        const __m512i a23 = _mm512_add_epi32(a2, _mm512_srai_epi32(acc[b][t][3], 6));
+        const __m512i sum = _mm512_add_epi32(a01, a23);
         group_epilogue(a, rb + b, t0 + t, g, sum, alpha, yacc[b][t], sums);
       }
     }
@@ -121,7 +122,8 @@ void small(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, 
     const __mmask16 mask = row_mask(a, rb + b);
     const __m512 bias = _mm512_loadu_ps(a.bias + 16 * (rb + b));
     for (int t = 0; t < NT; ++t) {
-      _mm512_mask_storeu_ps(y + (t0 + t) * ldy + 16 * (rb + b), mask, _mm512_add_ps(yacc[b][t], bias));
+      float* out = y + (t0 + t) * ldy + 16 * (rb + b);
+      _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(yacc[b][t], bias));
     }
   }
 }

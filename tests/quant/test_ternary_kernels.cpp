@@ -1,8 +1,10 @@
 // Tests quant/ternary_pack.cpp, quant/act_quant.cpp and the ternary kernels: the packed layout
-// against a hand-computed byte and the pre-tiled α positions (docs/formats.md), pack/unpack round trips, the scalar kernel against
-// a dense f64 reference that ignores the layout, every available ISA against scalar (exact integer
-// group sums, 1e-6 relative outputs) on random, ragged and extreme inputs, activation quantization
-// against its hand formula, and TQ_KERNEL resolution. Loops over available_isas().
+// against a hand-computed byte and the pre-tiled α positions (docs/formats.md), pack/unpack round
+// trips, the scalar kernel against a dense f64 reference that ignores the layout, every available
+// ISA against scalar (exact integer group sums, 1e-6 relative outputs) on random, ragged, extreme
+// inputs, the decode path's row-block pairs and split row ranges (bit-identical to scalar),
+// activation quantization against its hand formula, and TQ_KERNEL resolution. Loops over
+// available_isas().
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -132,12 +134,14 @@ TEST_CASE("scales are pre-tiled: α of row j, group g at [j/16, g, j%16] (docs/f
   const int64_t rows = 37, cols = 384, G = 3;
   Tensor alpha = Tensor::empty({rows, G});
   for (int64_t j = 0; j < rows; ++j) {
-    for (int64_t g = 0; g < G; ++g) alpha.set({j, g}, static_cast<double>(j + 1) + 0.25 * static_cast<double>(g));
+    for (int64_t g = 0; g < G; ++g) {
+      alpha.set({j, g}, static_cast<double>(j + 1) + 0.25 * static_cast<double>(g));
+    }
   }
   const PackedTernary w = pack_ternary(Tensor::zeros({rows, cols}, DType::i8), alpha, Tensor());
   REQUIRE(w.scales.shape() == Shape({3, G, 16}));
   const auto* raw = static_cast<const uint16_t*>(w.scales.raw_data());
-  // Worked example: row 17, group 2 → rb 1, r 1 → element (1·3 + 2)·16 + 1 = 81, α = 18.5 = f16 0x4CA0.
+  // Worked example: row 17, group 2 → rb 1, r 1 → element (1·3 + 2)·16 + 1 = 81, α 18.5 = 0x4CA0.
   CHECK(raw[81] == 0x4CA0);
   int64_t bad = 0;
   for (int64_t k = 0; k < w.scales.numel(); ++k) {
