@@ -353,7 +353,8 @@ TEST_CASE("decode (T ≤ 3): row-block pairs, an odd block count and ranges spli
       const std::vector<float> ref = gemm(w, x, KernelIsa::scalar, rows);
       const std::vector<int32_t> sums_ref = group_sums(w, x, KernelIsa::scalar);
       for (KernelIsa isa : available_isas()) {
-        CAPTURE(isa_name(isa));
+        const std::string isa_str = isa_name(isa);
+        CAPTURE(isa_str);
         CAPTURE(T);
         CHECK(group_sums(w, x, isa) == sums_ref);
         for (const std::vector<int64_t>& cut : splits) {
