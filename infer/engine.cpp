@@ -159,9 +159,11 @@ Mat Engine::State::make_mat(const std::string& name) const {
                  static_cast<int64_t>(codes.nbytes()) == packed_code_bytes(rp, out.cols),
              "[engine] {}.codes: {}, expected contiguous u8{}", ctx, codes.str(),
              shape_str(code_shape));
-    TQ_CHECK(scales.dtype() == DType::f16 && scales.shape() == Shape({rp, out.cols / kq::kPackGroup}),
-             "[engine] {}.scales: {} , expected f16[{}, {}]", ctx, scales.str(), rp,
-             out.cols / kq::kPackGroup);
+    const Shape scale_shape{rp / kq::kTileRows, out.cols / kq::kPackGroup, kq::kTileRows};
+    TQ_CHECK(scales.dtype() == DType::f16 && scales.shape() == scale_shape,
+             "[engine] {}.scales: {}, expected f16{} (pre-tiled α) — hint: re-run `tqinfer "
+             "convert` with this build",
+             ctx, scales.str(), shape_str(scale_shape));
     TQ_CHECK(bias.dtype() == DType::f32 && bias.shape() == Shape({rp}),
              "[engine] {}.bias: {}, expected f32[{}]", ctx, bias.str(), rp);
     out.packed.rows = out.rows;

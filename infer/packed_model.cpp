@@ -80,8 +80,8 @@ EnginePlan read_packed_plan(const std::string& path) {
            "{} {}: bad magic (expected \"TQPACKED\") — not a libtequila packed model", who, path);
   const auto version = file->read_le<uint32_t>(8, "version");
   TQ_CHECK(version == kPackedVersion,
-           "{} {}: version {} is not supported (this build reads version {}) — hint: convert the "
-           "checkpoint again with this build",
+           "{} {}: version {} is not supported (this build reads version {}) — hint: re-run "
+           "`tqinfer convert` on the checkpoint with this build",
            who, path, version, kPackedVersion);
   const auto hlen = file->read_le<uint64_t>(16, "header length");
   TQ_CHECK(hlen <= file->size() - kFixedHeader,

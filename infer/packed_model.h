@@ -23,7 +23,8 @@
 namespace tq::infer {
 
 inline constexpr char kPackedMagic[8] = {'T', 'Q', 'P', 'A', 'C', 'K', 'E', 'D'};
-inline constexpr uint32_t kPackedVersion = 1;
+// 2: ternary scales pre-tiled [rows_padded/16, G, 16] (version 1 stored them [rows_padded, G]).
+inline constexpr uint32_t kPackedVersion = 2;
 
 void save_packed(const EnginePlan& plan, const std::string& path);
 void save_packed(const Engine& engine, const std::string& path);

@@ -11,7 +11,7 @@ namespace tq::quant::detail {
 
 struct TernaryArgs {
   const uint8_t* codes = nullptr;    // [rows_padded/16, cols/16, 64]
-  const uint16_t* scales = nullptr;  // f16 bits [rows_padded, G]
+  const uint16_t* scales = nullptr;  // f16 bits [rows_padded/16, G, 16], Note [Packed ternary tile]
   const float* bias = nullptr;       // [rows_padded]
   int64_t rows = 0, rows_padded = 0, cols = 0;  // G = cols / 128
   const int8_t* q = nullptr;         // [T, cols]

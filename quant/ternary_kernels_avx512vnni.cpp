@@ -15,10 +15,23 @@
 
 namespace tq::quant::detail {
 
+// Note [AND-only decode]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// With 1–3 tokens the tile decode, not the VPDPBUSD, dominates, so the decode kernel skips the
+// shifts: w & (3 << 2s) is c_s·4^s per byte, a u8 in {0, 4^s, 2·4^s} ≤ 128, used directly as the
+// unsigned operand, one accumulator A_s per s. A_s = 4^s·Σ c_s·q exactly, so at the end of each
+// 128-group sum = A0 + (A1 >> 2) + (A2 >> 4) + (A3 >> 6) with arithmetic shifts is exact: the same
+// integer as the reference. Bound: per group A_s sums 32 products (8 tiles × 4 bytes a lane), each
+// |c_s·4^s·q| ≤ 128·128, so |A_s| ≤ 2^19, far from i32 overflow even for q = −128; VPDPBUSD adds
+// the four u8·i8 products into i32 without saturation. 4 ANDs a tile instead of 3 shifts + 4 ANDs.
+
 namespace {
 
-constexpr int64_t kChunkGroups = 64;  // α of 64 groups × 16 rows transposed on the stack (4 KiB)
-constexpr int64_t kTokenChunk = 64;   // prefill tokens per pass over the row blocks
+constexpr int64_t kTokenChunk = 64;  // prefill tokens per pass over the row blocks
+// The decode kernel prefetches each weight stream this many bytes ahead: the hardware prefetcher
+// stops at 4 KiB pages, and without it 2048×8192 (long row blocks) streamed at ≈ 0.7 of the read
+// bandwidth instead of ≈ 0.9 (1 thread, docs/kernels.md).
+constexpr int64_t kPrefetchBytes = 2048;
 
 inline int32_t load_i32(const int8_t* p) {
   int32_t v;
@@ -26,68 +39,105 @@ inline int32_t load_i32(const int8_t* p) {
   return v;
 }
 
-// In-register transpose of a 16×16 f32 matrix (r[i] = row i → r[c] = column c): unpack within 128-bit
-// lanes (pairs of rows), shuffle (4 rows per lane), then two rounds of 128-bit lane shuffles.
-inline void transpose16(__m512* r) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int b = 0; b < 4; ++b) {  // u[4b + j], lane k: column 4k + j of rows 4b … 4b+3
-    u[4 * b + 0] = _mm512_shuffle_ps(t[4 * b], t[4 * b + 2], 0x44);
-    u[4 * b + 1] = _mm512_shuffle_ps(t[4 * b], t[4 * b + 2], 0xEE);
-    u[4 * b + 2] = _mm512_shuffle_ps(t[4 * b + 1], t[4 * b + 3], 0x44);
-    u[4 * b + 3] = _mm512_shuffle_ps(t[4 * b + 1], t[4 * b + 3], 0xEE);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512 v_lo = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
-    const __m512 v_hi = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-    const __m512 x_lo = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
-    const __m512 x_hi = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-    r[j] = _mm512_shuffle_f32x4(v_lo, x_lo, 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(v_lo, x_lo, 0xDD);
-    r[4 + j] = _mm512_shuffle_f32x4(v_hi, x_hi, 0x88);
-    r[12 + j] = _mm512_shuffle_f32x4(v_hi, x_hi, 0xDD);
-  }
-}
-
-// α of rows 16·rb … 16·rb+15, groups [g0, g0+ng), as f32 [ng][16] (rows in lanes): 16 groups of each
-// row are one masked 32-byte load + VCVTPH2PS, then a 16×16 transpose (GEMV spent a third of its time
-// here with scalar conversions).
-void load_alpha(const TernaryArgs& a, int64_t rb, int64_t g0, int64_t ng, float* out) {
-  const int64_t G = a.cols / 128;
-  for (int64_t gc = 0; gc < ng; gc += 16) {
-    const int64_t n = ng - gc < 16 ? ng - gc : 16;
-    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
-    __m512 r[16];
-    for (int64_t i = 0; i < 16; ++i) {
-      r[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a.scales + (16 * rb + i) * G + g0 + gc));
-    }
-    transpose16(r);
-    for (int64_t c = 0; c < n; ++c) _mm512_store_ps(out + (gc + c) * 16, r[c]);
-  }
-}
-
-// NT tokens [t0, t0+NT) × row block rb × groups [g0, g0+ng). NA accumulators per token keep enough
-// independent VPDPBUSD chains in flight when NT is small. With `sums` the raw group sums are stored;
-// otherwise y (f32) accumulates the epilogue, starting from 0 (first chunk) or from y itself.
-template <int NT, int NA>
-void block(const TernaryArgs& a, int64_t rb, int64_t t0, int64_t g0, int64_t ng, const float* alpha,
-           float* y, int64_t ldy, int32_t* sums) {
-  const int64_t G = a.cols / 128, KT = a.cols / 16;
-  const bool first = g0 == 0, last = g0 + ng == G;
+inline __mmask16 row_mask(const TernaryArgs& a, int64_t rb) {
   const int64_t valid = a.rows - 16 * rb;
-  const __mmask16 mask = valid >= 16 ? static_cast<__mmask16>(0xFFFF)
-                                     : static_cast<__mmask16>((1u << (valid > 0 ? valid : 0)) - 1u);
-  const __m512i m3 = _mm512_set1_epi8(3);
-  __m512 yacc[NT];
-  for (int t = 0; t < NT; ++t) {
-    yacc[t] = (first || sums != nullptr) ? _mm512_setzero_ps()
-                                         : _mm512_maskz_loadu_ps(mask, y + (t0 + t) * ldy + 16 * rb);
+  return valid >= 16 ? static_cast<__mmask16>(0xFFFF)
+                     : static_cast<__mmask16>((1u << (valid > 0 ? valid : 0)) - 1u);
+}
+
+// α of the 16 rows of (rb, g), rows in lanes: 32 pre-tiled bytes (Note [Packed ternary tile]).
+inline __m512 load_alpha(const TernaryArgs& a, int64_t rb, int64_t g) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(
+      reinterpret_cast<const __m256i*>(a.scales + (rb * (a.cols / 128) + g) * 16)));
+}
+
+// Epilogue of one group for one token: raw sums, or yacc = fma(float(sum − gsum), α·s, yacc).
+inline void group_epilogue(const TernaryArgs& a, int64_t rb, int64_t t, int64_t g, __m512i sum,
+                           __m512 alpha, __m512& yacc, int32_t* sums) {
+  const int64_t G = a.cols / 128, tg = t * G + g;
+  if (sums != nullptr) {
+    alignas(64) int32_t tmp[16];
+    _mm512_store_si512(tmp, sum);
+    for (int64_t r = 0; r < 16; ++r) sums[(t * a.rows_padded + 16 * rb + r) * G + g] = tmp[r];
+    return;
+  }
+  const float s = a.per_group ? a.xscale[tg] : a.xscale[t];
+  const __m512 p = _mm512_mul_ps(alpha, _mm512_set1_ps(s));
+  const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, _mm512_set1_epi32(a.gsum[tg])));
+  yacc = _mm512_fmadd_ps(d, p, yacc);
+}
+
+// Decode (1–3 tokens): NT tokens [t0, t0+NT) × NB row blocks rb … rb+NB−1 × all groups. The
+// activation broadcasts of a tile column are shared by the NB blocks, and each (block, token, s)
+// has its own accumulator (NB·NT·4 independent VPDPBUSD chains). See Note [AND-only decode].
+// The 8 tiles of a group are unrolled: without it GCC 12 copies every accumulator once per tile.
+template <int NB, int NT>
+void small(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, int32_t* sums) {
+  const int64_t G = a.cols / 128, KT = a.cols / 16;
+  const __m512i m[4] = {_mm512_set1_epi8(0x03), _mm512_set1_epi8(0x0C), _mm512_set1_epi8(0x30),
+                        _mm512_set1_epi8(static_cast<char>(0xC0))};
+  __m512 yacc[NB][NT];
+  for (int b = 0; b < NB; ++b) {
+    for (int t = 0; t < NT; ++t) yacc[b][t] = _mm512_setzero_ps();
   }
   const uint8_t* tiles = a.codes + rb * KT * 64;
-  for (int64_t g = g0; g < g0 + ng; ++g) {
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i acc[NB][NT][4];
+    for (int b = 0; b < NB; ++b) {
+      for (int t = 0; t < NT; ++t) {
+        for (int s = 0; s < 4; ++s) acc[b][t][s] = _mm512_setzero_si512();
+      }
+    }
+#pragma GCC unroll 8
+    for (int64_t kt = 8 * g; kt < 8 * g + 8; ++kt) {
+      __m512i x[NT][4];
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* xq = a.q + (t0 + t) * a.cols + kt * 16;
+        for (int s = 0; s < 4; ++s) x[t][s] = _mm512_set1_epi32(load_i32(xq + 4 * s));
+      }
+      for (int b = 0; b < NB; ++b) {
+        const uint8_t* tile = tiles + (b * KT + kt) * 64;
+        _mm_prefetch(reinterpret_cast<const char*>(tile + kPrefetchBytes), _MM_HINT_T0);
+        const __m512i w = _mm512_loadu_si512(tile);
+        for (int s = 0; s < 4; ++s) {
+          const __m512i c = _mm512_and_si512(w, m[s]);  // c_s · 4^s, u8 ≤ 128
+          for (int t = 0; t < NT; ++t) acc[b][t][s] = _mm512_dpbusd_epi32(acc[b][t][s], c, x[t][s]);
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      const __m512 alpha = sums != nullptr ? _mm512_setzero_ps() : load_alpha(a, rb + b, g);
+      for (int t = 0; t < NT; ++t) {
+        // A_s = 4^s · Σ c_s·q exactly, so the arithmetic shifts are exact divisions.
+        const __m512i a01 = _mm512_add_epi32(acc[b][t][0], _mm512_srai_epi32(acc[b][t][1], 2));
+        const __m512i a2 = _mm512_srai_epi32(acc[b][t][2], 4);
+        const __m512i a23 = _mm512_add_epi32(a2, _mm512_srai_epi32(acc[b][t][3], 6));
+        const __m512i sum = _mm512_add_epi32(a01, a23);
+        group_epilogue(a, rb + b, t0 + t, g, sum, alpha, yacc[b][t], sums);
+      }
+    }
+  }
+  if (sums != nullptr) return;
+  for (int b = 0; b < NB; ++b) {
+    const __mmask16 mask = row_mask(a, rb + b);
+    const __m512 bias = _mm512_loadu_ps(a.bias + 16 * (rb + b));
+    for (int t = 0; t < NT; ++t) {
+      float* out = y + (t0 + t) * ldy + 16 * (rb + b);
+      _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(yacc[b][t], bias));
+    }
+  }
+}
+
+// Prefill: NT tokens [t0, t0+NT) × row block rb × all groups. Each tile is decoded once into 4 code
+// registers ((w >> 2s) & 3) that all NT tokens reuse; NA accumulators per token.
+template <int NT, int NA>
+void block(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, int32_t* sums) {
+  const int64_t G = a.cols / 128, KT = a.cols / 16;
+  const __m512i m3 = _mm512_set1_epi8(3);
+  __m512 yacc[NT];
+  for (int t = 0; t < NT; ++t) yacc[t] = _mm512_setzero_ps();
+  const uint8_t* tiles = a.codes + rb * KT * 64;
+  for (int64_t g = 0; g < G; ++g) {
     __m512i acc[NT][NA];
     for (int t = 0; t < NT; ++t) {
       for (int k = 0; k < NA; ++k) acc[t][k] = _mm512_setzero_si512();
@@ -104,61 +154,46 @@ void block(const TernaryArgs& a, int64_t rb, int64_t t0, int64_t g0, int64_t ng,
         }
       }
     }
+    const __m512 alpha = sums != nullptr ? _mm512_setzero_ps() : load_alpha(a, rb, g);
     for (int t = 0; t < NT; ++t) {
       __m512i sum = acc[t][0];
       for (int k = 1; k < NA; ++k) sum = _mm512_add_epi32(sum, acc[t][k]);
-      const int64_t tg = (t0 + t) * G + g;
-      if (sums != nullptr) {
-        alignas(64) int32_t tmp[16];
-        _mm512_store_si512(tmp, sum);
-        for (int64_t r = 0; r < 16; ++r) sums[((t0 + t) * a.rows_padded + 16 * rb + r) * G + g] = tmp[r];
-        continue;
-      }
-      const float s = a.per_group ? a.xscale[tg] : a.xscale[t0 + t];
-      const __m512 p = _mm512_mul_ps(_mm512_load_ps(alpha + (g - g0) * 16), _mm512_set1_ps(s));
-      const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, _mm512_set1_epi32(a.gsum[tg])));
-      yacc[t] = _mm512_fmadd_ps(d, p, yacc[t]);
+      group_epilogue(a, rb, t0 + t, g, sum, alpha, yacc[t], sums);
     }
   }
   if (sums != nullptr) return;
+  const __mmask16 mask = row_mask(a, rb);
   const __m512 bias = _mm512_loadu_ps(a.bias + 16 * rb);
   for (int t = 0; t < NT; ++t) {
-    const __m512 out = last ? _mm512_add_ps(yacc[t], bias) : yacc[t];
-    _mm512_mask_storeu_ps(y + (t0 + t) * ldy + 16 * rb, mask, out);
+    _mm512_mask_storeu_ps(y + (t0 + t) * ldy + 16 * rb, mask, _mm512_add_ps(yacc[t], bias));
   }
 }
 
-template <int NT>
-void block_nt(const TernaryArgs& a, int64_t rb, int64_t t0, int64_t g0, int64_t ng, const float* alpha,
-              float* y, int64_t ldy, int32_t* sums) {
-  constexpr int NA = NT == 1 ? 4 : NT < 4 ? 2 : 1;
-  block<NT, NA>(a, rb, t0, g0, ng, alpha, y, ldy, sums);
-}
-
 void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, int32_t* sums) {
-  const int64_t G = a.cols / 128;
-  alignas(64) float alpha[kChunkGroups * 16];
+  const int64_t b0 = r0 / 16, b1 = r1 / 16;  // every block has a real row (rows_padded − rows < 16)
+  if (a.tokens == 1) {
+    // GEMV: row blocks in pairs from r0 (8 chains, shared broadcasts), then an unpaired last block.
+    int64_t rb = b0;
+    for (; rb + 2 <= b1; rb += 2) small<2, 1>(a, rb, 0, y, ldy, sums);
+    if (rb < b1) small<1, 1>(a, rb, 0, y, ldy, sums);
+    return;
+  }
   // Prefill: the activations of kTokenChunk tokens stay in L2 while every row block passes over them
   // (with all T tokens per row block, T·cols bytes would be re-read from L3 for each row block).
   for (int64_t tc = 0; tc < a.tokens; tc += kTokenChunk) {
     const int64_t te = a.tokens - tc < kTokenChunk ? a.tokens : tc + kTokenChunk;
-    for (int64_t rb = r0 / 16; rb < r1 / 16; ++rb) {
-      if (sums == nullptr && 16 * rb >= a.rows) continue;  // only padding rows: nothing to write
-      for (int64_t g0 = 0; g0 < G; g0 += kChunkGroups) {
-        const int64_t ng = G - g0 < kChunkGroups ? G - g0 : kChunkGroups;
-        if (sums == nullptr) load_alpha(a, rb, g0, ng, alpha);
-        int64_t t0 = tc;
-        for (; t0 + 8 <= te; t0 += 8) block_nt<8>(a, rb, t0, g0, ng, alpha, y, ldy, sums);
-        switch (te - t0) {
-          case 7: block_nt<7>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-          case 6: block_nt<6>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-          case 5: block_nt<5>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-          case 4: block_nt<4>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-          case 3: block_nt<3>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-          case 2: block_nt<2>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-          case 1: block_nt<1>(a, rb, t0, g0, ng, alpha, y, ldy, sums); break;
-          default: break;
-        }
+    for (int64_t rb = b0; rb < b1; ++rb) {
+      int64_t t0 = tc;
+      for (; t0 + 8 <= te; t0 += 8) block<8, 1>(a, rb, t0, y, ldy, sums);
+      switch (te - t0) {
+        case 7: block<7, 1>(a, rb, t0, y, ldy, sums); break;
+        case 6: block<6, 1>(a, rb, t0, y, ldy, sums); break;
+        case 5: block<5, 1>(a, rb, t0, y, ldy, sums); break;
+        case 4: block<4, 1>(a, rb, t0, y, ldy, sums); break;
+        case 3: small<1, 3>(a, rb, t0, y, ldy, sums); break;
+        case 2: small<1, 2>(a, rb, t0, y, ldy, sums); break;
+        case 1: small<1, 1>(a, rb, t0, y, ldy, sums); break;
+        default: break;
       }
     }
   }

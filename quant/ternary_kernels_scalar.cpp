@@ -48,7 +48,8 @@ void gemm_rows_scalar(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, in
       float acc_y = 0.0f;
       for (int64_t g = 0; g < G; ++g) {
         const float s = a.per_group ? a.xscale[t * G + g] : a.xscale[t];
-        const float p = f16_to_f32(a.scales[j * G + g]) * s;
+        // α of row j, group g: scales[j/16, g, j%16] (Note [Packed ternary tile]).
+        const float p = f16_to_f32(a.scales[(j / 16 * G + g) * 16 + j % 16]) * s;
         const int32_t d = group_dot(a, j / 16, j % 16, g, q) - a.gsum[t * G + g];
         acc_y = std::fma(static_cast<float>(d), p, acc_y);
       }

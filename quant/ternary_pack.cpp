@@ -149,7 +149,7 @@ PackedTernary pack_ternary(const Tensor& codes_in, const Tensor& alpha_in, const
   w.cols = cols;
   w.rows_padded = round_up(rows, kTileRows);
   w.codes = Tensor::zeros({w.rows_padded / kTileRows, cols / kTileCols, kTileBytes}, DType::u8);
-  w.scales = Tensor::zeros({w.rows_padded, G}, DType::f16);
+  w.scales = Tensor::zeros({w.rows_padded / kTileRows, G, kTileRows}, DType::f16);
   w.bias = Tensor::zeros({w.rows_padded}, DType::f32);
 
   const int8_t* c = codes.data<int8_t>();
@@ -166,10 +166,13 @@ PackedTernary pack_ternary(const Tensor& codes_in, const Tensor& alpha_in, const
     }
   }
   // Padded rows keep code 0 (t = −1) with α = 0: they contribute nothing and are never written.
+  // α of row j, group g goes to scales[j/16, g, j%16] (Note [Packed ternary tile]).
   const double* a = alpha.data<double>();
   auto* s = static_cast<uint16_t*>(w.scales.raw_data());
   for (int64_t j = 0; j < rows; ++j) {
-    for (int64_t g = 0; g < G; ++g) s[j * G + g] = alpha_to_f16(a[j * G + g], j, g);
+    for (int64_t g = 0; g < G; ++g) {
+      s[(j / kTileRows * G + g) * kTileRows + j % kTileRows] = alpha_to_f16(a[j * G + g], j, g);
+    }
   }
   if (bias.defined()) std::memcpy(w.bias.data<float>(), bias.data<float>(), sizeof(float) * rows);
   return w;
@@ -235,9 +238,14 @@ Tensor unpack_codes(const PackedTernary& w) {
 Tensor unpack_scales(const PackedTernary& w) {
   const int64_t G = w.groups();
   Tensor out = Tensor::empty({w.rows, G}, DType::f32);
-  const auto* s = static_cast<const uint16_t*>(w.scales.raw_data());
+  const Tensor tiled = w.scales.contiguous();
+  const auto* s = static_cast<const uint16_t*>(tiled.raw_data());
   float* o = out.data<float>();
-  for (int64_t k = 0; k < w.rows * G; ++k) o[k] = f16_to_f32(s[k]);
+  for (int64_t j = 0; j < w.rows; ++j) {
+    for (int64_t g = 0; g < G; ++g) {
+      o[j * G + g] = f16_to_f32(s[(j / kTileRows * G + g) * kTileRows + j % kTileRows]);
+    }
+  }
   return out;
 }
 
@@ -270,9 +278,10 @@ void check_packed(const PackedTernary& w) {
            "[ternary_gemm] codes must be contiguous u8 [{}, {}, 64], got {}", w.rows_padded / kTileRows,
            w.cols / kTileCols, w.codes.defined() ? w.codes.str() : "undefined");
   TQ_CHECK(w.scales.defined() && w.scales.dtype() == DType::f16 && w.scales.is_contiguous() &&
-               w.scales.shape() == Shape({w.rows_padded, G}),
-           "[ternary_gemm] scales must be contiguous f16 [{}, {}], got {}", w.rows_padded, G,
-           w.scales.defined() ? w.scales.str() : "undefined");
+               w.scales.shape() == Shape({w.rows_padded / kTileRows, G, kTileRows}),
+           "[ternary_gemm] scales must be contiguous f16 [{}, {}, 16] (pre-tiled α, see "
+           "docs/formats.md), got {} — hint: re-pack the weight with pack_ternary",
+           w.rows_padded / kTileRows, G, w.scales.defined() ? w.scales.str() : "undefined");
   TQ_CHECK(w.bias.defined() && w.bias.dtype() == DType::f32 && w.bias.is_contiguous() &&
                w.bias.shape() == Shape({w.rows_padded}),
            "[ternary_gemm] bias must be contiguous f32 [{}], got {}", w.rows_padded,

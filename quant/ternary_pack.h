@@ -31,6 +31,10 @@ namespace tq::quant {
 // is those 4 activation bytes broadcast. The two 32-byte halves are rows 0–7 and 8–15 (AVX2/AVX-VNNI).
 // Tiles of a row block are contiguous along inputs; a 128-group is 8 consecutive tiles. Since the
 // codes are t+1, Σ c·q = Σ t·q + Σ q: the epilogue subtracts the group's activation sum (gsum).
+// α is pre-tiled the same way: scales [rows_padded/16, G, 16], so the α of row 16·rb + r, group g
+// is element (rb·G + g)·16 + r, and the 16 rows of (rb, g) are 32 contiguous bytes: one VCVTPH2PS
+// puts them in the lanes of the tile's accumulator (AVX2: two 16-byte halves, rows 0–7 and 8–15),
+// with no transposition in the kernels.
 
 enum class KernelIsa { scalar, avx2, avxvnni, avx512vnni };
 
@@ -49,7 +53,8 @@ static_assert(kTileBytes == 64, "a tile is one cache line / one zmm");
 struct PackedTernary {  // weight [rows, cols]; cols % 128 == 0
   int64_t rows = 0, cols = 0, rows_padded = 0;  // rows_padded = round_up(rows, 16)
   Tensor codes;   // u8 [rows_padded/16, cols/16, 64]: codes t+1, see Note [Packed ternary tile]
-  Tensor scales;  // f16 [rows_padded, cols/128]: α per (row, 128-group); 0 on padded rows
+  Tensor scales;  // f16 [rows_padded/16, cols/128, 16]: α of row 16·rb+r, group g at [rb, g, r];
+                  // 0 on padded rows. Note [Packed ternary tile]; unpack_scales gives [rows, G].
   Tensor bias;    // f32 [rows_padded]: Tequila c_j; 0 on padded rows
   int64_t groups() const { return cols / kPackGroup; }
   size_t bytes() const;  // codes + scales + bias
@@ -62,7 +67,7 @@ PackedTernary pack_ternary(const TernaryView& v);
 // codes i8 [rows, cols] in {-1, 0, 1}; alpha f32 [rows, cols/128]; bias f32 [rows] or undefined (0).
 PackedTernary pack_ternary(const Tensor& codes, const Tensor& alpha, const Tensor& bias);
 Tensor unpack_codes(const PackedTernary& w);  // i8 [rows, cols], for tests
-Tensor unpack_scales(const PackedTernary& w);  // f32 [rows, cols/128], the f16 α as stored
+Tensor unpack_scales(const PackedTernary& w);  // f32 [rows, cols/128] row-major, α as stored (f16)
 
 // y[t, j] (j < rows; ldy ≥ rows) = Σ_g s_{t(,g)}·α_{j,g}·(acc_{t,j,g} − gsum_{t,g}) + bias_j,
 //   acc_{t,j,g} = Σ_{i∈g} (t_{j,i}+1)·q_{t,i}   (int32; |acc| ≤ 128·2·128, cannot overflow).

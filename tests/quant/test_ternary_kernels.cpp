@@ -1,8 +1,10 @@
 // Tests quant/ternary_pack.cpp, quant/act_quant.cpp and the ternary kernels: the packed layout
-// against a hand-computed byte (docs/formats.md), pack/unpack round trips, the scalar kernel against
-// a dense f64 reference that ignores the layout, every available ISA against scalar (exact integer
-// group sums, 1e-6 relative outputs) on random, ragged and extreme inputs, activation quantization
-// against its hand formula, and TQ_KERNEL resolution. Loops over available_isas().
+// against a hand-computed byte and the pre-tiled α positions (docs/formats.md), pack/unpack round
+// trips, the scalar kernel against a dense f64 reference that ignores the layout, every available
+// ISA against scalar (exact integer group sums, 1e-6 relative outputs) on random, ragged, extreme
+// inputs, the decode path's row-block pairs and split row ranges (bit-identical to scalar),
+// activation quantization against its hand formula, and TQ_KERNEL resolution. Loops over
+// available_isas().
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -10,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/parallel.h"
 #include "quant/act_quant.h"
 #include "quant/quant.h"
@@ -126,6 +129,30 @@ TEST_CASE("packed ternary layout matches the documented worked example") {
   CHECK(w.bias.at({3}) == 0.0);
 }
 
+TEST_CASE("scales are pre-tiled: α of row j, group g at [j/16, g, j%16] (docs/formats.md)") {
+  // rows 37 (3 row blocks, the last ragged), G = 3; α[j, g] = j + 1 + g/4 is exact in f16.
+  const int64_t rows = 37, cols = 384, G = 3;
+  Tensor alpha = Tensor::empty({rows, G});
+  for (int64_t j = 0; j < rows; ++j) {
+    for (int64_t g = 0; g < G; ++g) {
+      alpha.set({j, g}, static_cast<double>(j + 1) + 0.25 * static_cast<double>(g));
+    }
+  }
+  const PackedTernary w = pack_ternary(Tensor::zeros({rows, cols}, DType::i8), alpha, Tensor());
+  REQUIRE(w.scales.shape() == Shape({3, G, 16}));
+  const auto* raw = static_cast<const uint16_t*>(w.scales.raw_data());
+  // Worked example: row 17, group 2 → rb 1, r 1 → element (1·3 + 2)·16 + 1 = 81, α 18.5 = 0x4CA0.
+  CHECK(raw[81] == 0x4CA0);
+  int64_t bad = 0;
+  for (int64_t k = 0; k < w.scales.numel(); ++k) {
+    const int64_t rb = k / (G * 16), g = (k / 16) % G, j = 16 * rb + k % 16;
+    const float want = j < rows ? static_cast<float>(j + 1) + 0.25f * static_cast<float>(g) : 0.0f;
+    bad += f16_to_f32(raw[k]) != want;  // padded rows 37..47 hold α = 0
+  }
+  CHECK(bad == 0);
+  CHECK(max_abs_diff(unpack_scales(w), alpha) == 0.0);  // unpack_scales stays [rows, G] row-major
+}
+
 TEST_CASE("pack/unpack round trip, f16 scales, padded rows zero") {
   Rng rng = make_rng(1);
   for (int64_t rows : {1, 16, 37}) {
@@ -139,7 +166,7 @@ TEST_CASE("pack/unpack round trip, f16 scales, padded rows zero") {
     TQ_CHECK_CLOSE(unpack_scales(w), alpha, 1.0 / 2048, 0);
     for (int64_t j = rows; j < w.rows_padded; ++j) {
       CHECK(w.bias.at({j}) == 0.0);
-      CHECK(w.scales.to(DType::f32).at({j, 0}) == 0.0);
+      CHECK(w.scales.to(DType::f32).at({j / 16, 0, j % 16}) == 0.0);
     }
     CHECK(w.bias.at({rows - 1}) == doctest::Approx(bias.at({rows - 1})));
   }
@@ -310,6 +337,36 @@ TEST_CASE("ternary_gemm_rows writes only its rows; threads give the same result"
         std::string::npos);
   CHECK(error_of([&] { ternary_gemm(w, x, y.data(), rows - 1, KernelIsa::scalar); }).find("ldy") !=
         std::string::npos);
+}
+
+TEST_CASE("decode (T ≤ 3): row-block pairs, an odd block count and ranges split at odd blocks") {
+  // 7 row blocks (the last ragged): the SIMD decode kernels take row blocks in pairs from r0, so
+  // ranges of 1, 3 and 5 blocks starting at odd and even blocks end with an unpaired block.
+  Rng rng = make_rng(9);
+  const int64_t rows = 109, cols = 640;
+  const PackedTernary w = random_packed(rows, cols, rng);
+  const std::vector<std::vector<int64_t>> splits = {{0, 112}, {0, 16, 64, 112}, {0, 48, 80, 112},
+                                                    {0, 80, 96, 112}};
+  for (int64_t T : {1, 2, 3}) {
+    for (ActScale mode : {ActScale::per_token, ActScale::per_group}) {
+      const QuantizedActs x = random_acts(T, cols, mode, rng);
+      const std::vector<float> ref = gemm(w, x, KernelIsa::scalar, rows);
+      const std::vector<int32_t> sums_ref = group_sums(w, x, KernelIsa::scalar);
+      for (KernelIsa isa : available_isas()) {
+        const std::string isa_str = isa_name(isa);
+        CAPTURE(isa_str);
+        CAPTURE(T);
+        CHECK(group_sums(w, x, isa) == sums_ref);
+        for (const std::vector<int64_t>& cut : splits) {
+          std::vector<float> y(static_cast<size_t>(T * rows), -99.0f);
+          for (size_t k = 0; k + 1 < cut.size(); ++k) {
+            ternary_gemm_rows(w, x, cut[k], cut[k + 1], y.data(), rows, isa);
+          }
+          CHECK(y == ref);  // same integer sums and f32 epilogue order: bit-identical
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("quantize_acts follows the hand formula (half to even, per token and per group)") {
