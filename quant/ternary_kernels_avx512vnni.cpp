@@ -128,44 +128,52 @@ void small(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, 
   }
 }
 
-// Prefill: NT tokens [t0, t0+NT) × row block rb × all groups. Each tile is decoded once into 4 code
-// registers ((w >> 2s) & 3) that all NT tokens reuse; NA accumulators per token.
-template <int NT, int NA>
+// Prefill: NT tokens [t0, t0+NT) × NB row blocks rb … rb+NB−1 × all groups. Each tile is decoded
+// once into 4 code registers ((w >> 2s) & 3) that all NT tokens reuse, and each activation broadcast
+// serves the NB blocks; one accumulator per (block, token).
+template <int NB, int NT>
 void block(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, int32_t* sums) {
   const int64_t G = a.cols / 128, KT = a.cols / 16;
   const __m512i m3 = _mm512_set1_epi8(3);
-  __m512 yacc[NT];
-  for (int t = 0; t < NT; ++t) yacc[t] = _mm512_setzero_ps();
+  __m512 yacc[NB][NT];
+  for (int b = 0; b < NB; ++b) {
+    for (int t = 0; t < NT; ++t) yacc[b][t] = _mm512_setzero_ps();
+  }
   const uint8_t* tiles = a.codes + rb * KT * 64;
   for (int64_t g = 0; g < G; ++g) {
-    __m512i acc[NT][NA];
-    for (int t = 0; t < NT; ++t) {
-      for (int k = 0; k < NA; ++k) acc[t][k] = _mm512_setzero_si512();
+    __m512i acc[NB][NT];
+    for (int b = 0; b < NB; ++b) {
+      for (int t = 0; t < NT; ++t) acc[b][t] = _mm512_setzero_si512();
     }
     for (int64_t kt = 8 * g; kt < 8 * g + 8; ++kt) {
-      const __m512i w = _mm512_loadu_si512(tiles + kt * 64);
-      const __m512i c[4] = {_mm512_and_si512(w, m3), _mm512_and_si512(_mm512_srli_epi16(w, 2), m3),
-                            _mm512_and_si512(_mm512_srli_epi16(w, 4), m3),
-                            _mm512_and_si512(_mm512_srli_epi16(w, 6), m3)};
+      __m512i c[NB][4];
+      for (int b = 0; b < NB; ++b) {
+        const __m512i w = _mm512_loadu_si512(tiles + (b * KT + kt) * 64);
+        c[b][0] = _mm512_and_si512(w, m3);
+        c[b][1] = _mm512_and_si512(_mm512_srli_epi16(w, 2), m3);
+        c[b][2] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m3);
+        c[b][3] = _mm512_and_si512(_mm512_srli_epi16(w, 6), m3);
+      }
       for (int t = 0; t < NT; ++t) {
         const int8_t* xq = a.q + (t0 + t) * a.cols + kt * 16;
         for (int s = 0; s < 4; ++s) {
-          acc[t][s % NA] = _mm512_dpbusd_epi32(acc[t][s % NA], c[s], _mm512_set1_epi32(load_i32(xq + 4 * s)));
+          const __m512i x = _mm512_set1_epi32(load_i32(xq + 4 * s));
+          for (int b = 0; b < NB; ++b) acc[b][t] = _mm512_dpbusd_epi32(acc[b][t], c[b][s], x);
         }
       }
     }
-    const __m512 alpha = sums != nullptr ? _mm512_setzero_ps() : load_alpha(a, rb, g);
-    for (int t = 0; t < NT; ++t) {
-      __m512i sum = acc[t][0];
-      for (int k = 1; k < NA; ++k) sum = _mm512_add_epi32(sum, acc[t][k]);
-      group_epilogue(a, rb, t0 + t, g, sum, alpha, yacc[t], sums);
+    for (int b = 0; b < NB; ++b) {
+      const __m512 alpha = sums != nullptr ? _mm512_setzero_ps() : load_alpha(a, rb + b, g);
+      for (int t = 0; t < NT; ++t) group_epilogue(a, rb + b, t0 + t, g, acc[b][t], alpha, yacc[b][t], sums);
     }
   }
   if (sums != nullptr) return;
-  const __mmask16 mask = row_mask(a, rb);
-  const __m512 bias = _mm512_loadu_ps(a.bias + 16 * rb);
-  for (int t = 0; t < NT; ++t) {
-    _mm512_mask_storeu_ps(y + (t0 + t) * ldy + 16 * rb, mask, _mm512_add_ps(yacc[t], bias));
+  for (int b = 0; b < NB; ++b) {
+    const __mmask16 mask = row_mask(a, rb + b);
+    const __m512 bias = _mm512_loadu_ps(a.bias + 16 * (rb + b));
+    for (int t = 0; t < NT; ++t) {
+      _mm512_mask_storeu_ps(y + (t0 + t) * ldy + 16 * (rb + b), mask, _mm512_add_ps(yacc[b][t], bias));
+    }
   }
 }
 
@@ -184,12 +192,29 @@ void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, in
     const int64_t te = a.tokens - tc < kTokenChunk ? a.tokens : tc + kTokenChunk;
     for (int64_t rb = b0; rb < b1; ++rb) {
       int64_t t0 = tc;
-      for (; t0 + 8 <= te; t0 += 8) block<8, 1>(a, rb, t0, y, ldy, sums);
+      if (rb + 2 <= b1) {  // a pair of row blocks shares the activation broadcasts
+        for (; t0 + 8 <= te; t0 += 8) block<2, 8>(a, rb, t0, y, ldy, sums);
+        for (int64_t r = rb; r < rb + 2; ++r) {
+          switch (te - t0) {
+            case 7: block<1, 7>(a, r, t0, y, ldy, sums); break;
+            case 6: block<1, 6>(a, r, t0, y, ldy, sums); break;
+            case 5: block<1, 5>(a, r, t0, y, ldy, sums); break;
+            case 4: block<1, 4>(a, r, t0, y, ldy, sums); break;
+            case 3: small<1, 3>(a, r, t0, y, ldy, sums); break;
+            case 2: small<1, 2>(a, r, t0, y, ldy, sums); break;
+            case 1: small<1, 1>(a, r, t0, y, ldy, sums); break;
+            default: break;
+          }
+        }
+        ++rb;
+        continue;
+      }
+      for (; t0 + 8 <= te; t0 += 8) block<1, 8>(a, rb, t0, y, ldy, sums);
       switch (te - t0) {
-        case 7: block<7, 1>(a, rb, t0, y, ldy, sums); break;
-        case 6: block<6, 1>(a, rb, t0, y, ldy, sums); break;
-        case 5: block<5, 1>(a, rb, t0, y, ldy, sums); break;
-        case 4: block<4, 1>(a, rb, t0, y, ldy, sums); break;
+        case 7: block<1, 7>(a, rb, t0, y, ldy, sums); break;
+        case 6: block<1, 6>(a, rb, t0, y, ldy, sums); break;
+        case 5: block<1, 5>(a, rb, t0, y, ldy, sums); break;
+        case 4: block<1, 4>(a, rb, t0, y, ldy, sums); break;
         case 3: small<1, 3>(a, rb, t0, y, ldy, sums); break;
         case 2: small<1, 2>(a, rb, t0, y, ldy, sums); break;
         case 1: small<1, 1>(a, rb, t0, y, ldy, sums); break;
