@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "infer/fused_ops_simd.h"
+#include "infer/q4_head.h"
 
 namespace tq::infer {
 
@@ -237,6 +238,40 @@ void lm_head_int8(const int8_t* w, const float* sw, const int32_t* wsum, int64_t
 
 void int8_row_sums(const int8_t* w, int64_t r0, int64_t r1, int64_t C, int32_t* wsum) {
   for (int64_t j = r0; j < r1; ++j) wsum[j] = dot_i8_ones(w + j * C, C);
+}
+
+// See Note [q4 LM head layout]: exact int32 group sums, then one fma per group in group order.
+void lm_head_q4_ref(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1, int64_t C,
+                    const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo) {
+  const int64_t G = C / kQ4Group;
+  for (int64_t j = r0; j < r1; ++j) {
+    for (int64_t t = 0; t < T; ++t) {
+      const int8_t* q = qx + t * C;
+      float y = 0.0f;
+      for (int64_t g = 0; g < G; ++g) {
+        int32_t acc = 0;
+        for (int64_t i = g * kQ4Group; i < (g + 1) * kQ4Group; ++i) {
+          acc += q4_code(codes, C, j, i) * int32_t{q[i]};
+        }
+        y = std::fma(static_cast<float>(acc), f16_to_f32(q4_scale(scales, C, j, g)), y);
+      }
+      logits[t * ldo + j] = y * sx[t];
+    }
+  }
+}
+
+void lm_head_q4(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1, int64_t C,
+                const int8_t* qx, const float* sx, const int32_t* gs, int64_t T, float* logits,
+                int64_t ldo) {
+#ifdef TQ_HAVE_INFER_AVX512
+  if (use_avx512()) {
+    detail::lm_head_q4_avx512vnni(codes, scales, r0, r1, C, qx, sx, gs, T, logits, ldo);
+    return;
+  }
+#else
+  (void)gs;
+#endif
+  lm_head_q4_ref(codes, scales, r0, r1, C, qx, sx, T, logits, ldo);
 }
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)

@@ -68,6 +68,15 @@ void lm_head_int8(const int8_t* w /*[V, C]*/, const float* sw /*[V]*/, const int
                   int64_t T, float* logits, int64_t ldo);
 // wsum[j] = Σ_i w[j, i] for rows [r0, r1) of w [., C].
 void int8_row_sums(const int8_t* w, int64_t r0, int64_t r1, int64_t C, int32_t* wsum);
+// q4 (Note [q4 LM head layout] in infer/q4_head.h): codes u8 [Vp/16, C/8, 64], scales f16
+// [Vp/16, C/32, 16], C % 32 == 0; qx, sx from quantize_row_per_token; gs [T, C/32] =
+// q4_act_group_sums of each token (the VPDPBUSD path needs it). Any rows [r0, r1) ⊆ [0, V).
+void lm_head_q4(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1, int64_t C,
+                const int8_t* qx /*[T, C]*/, const float* sx /*[T]*/, const int32_t* gs /*[T, C/32]*/,
+                int64_t T, float* logits, int64_t ldo);
+// The reference (plain loops over q4_code / q4_scale): what TQ_KERNEL=scalar|avx2 runs.
+void lm_head_q4_ref(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1, int64_t C,
+                    const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo);
 void lm_head_f32(const float* w, int64_t r0, int64_t r1, int64_t C, const float* x, int64_t T,
                  float* logits, int64_t ldo);
 void lm_head_bf16(const uint16_t* w, int64_t r0, int64_t r1, int64_t C, const float* x, int64_t T,

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "infer/fused_ops_simd.h"
 
@@ -244,6 +245,77 @@ void lm_head_int8_avx512vnni(const int8_t* w, const float* sw, const int32_t* ws
       for (int64_t r = 0; r < nr; ++r) {
         const int32_t d = dot[r] - 128 * wsum[j + r];  // Σ (q + 128)·w − 128·Σ w = Σ q·w, exact
         logits[t * ldo + j + r] = sx[t] * sw[j + r] * static_cast<float>(d);
+      }
+    }
+  }
+}
+
+namespace {
+
+// NB blocks of 16 rows (Note [q4 LM head layout]) × one token; out[b] = the 16 rows' logits. Two
+// VPDPBUSD chains per block (low / high nibbles) and NB blocks keep 2·NB chains in flight; each
+// activation broadcast serves all NB blocks. The f32 epilogue is the reference's: one fma per group
+// in group order, then × s_x.
+template <int NB>
+inline void q4_blocks(const uint8_t* codes, const uint16_t* scales, int64_t C, const int8_t* x,
+                      const int32_t* gs, float sx, __m512* out) {
+  const int64_t G = C / 32, blk_c = C / 8 * 64, blk_s = G * 16;
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  __m512 y[NB];
+  for (int b = 0; b < NB; ++b) y[b] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i lo[NB], hi[NB];
+    for (int b = 0; b < NB; ++b) lo[b] = hi[b] = _mm512_setzero_si512();
+    const uint8_t* cg = codes + g * 4 * 64;
+    for (int k = 0; k < 4; ++k) {
+      int32_t xa, xb;  // activations of inputs 8k..8k+3 and 8k+4..8k+7 of the group
+      std::memcpy(&xa, x + g * 32 + k * 8, 4);
+      std::memcpy(&xb, x + g * 32 + k * 8 + 4, 4);
+      const __m512i va = _mm512_set1_epi32(xa), vb = _mm512_set1_epi32(xb);
+      for (int b = 0; b < NB; ++b) {
+        const __m512i tile = _mm512_loadu_si512(cg + b * blk_c + k * 64);
+        lo[b] = _mm512_dpbusd_epi32(lo[b], _mm512_and_si512(tile, nib), va);
+        hi[b] = _mm512_dpbusd_epi32(hi[b], _mm512_and_si512(_mm512_srli_epi16(tile, 4), nib), vb);
+      }
+    }
+    const __m512i off = _mm512_set1_epi32(8 * gs[g]);  // Σ (c + 8)·q − 8·Σ q = Σ c·q, exact
+    for (int b = 0; b < NB; ++b) {
+      const __m512 a = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + b * blk_s + g * 16)));
+      const __m512i acc = _mm512_sub_epi32(_mm512_add_epi32(lo[b], hi[b]), off);
+      y[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), a, y[b]);
+    }
+  }
+  for (int b = 0; b < NB; ++b) out[b] = _mm512_mul_ps(y[b], _mm512_set1_ps(sx));
+}
+
+}  // namespace
+
+void lm_head_q4_avx512vnni(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1,
+                           int64_t C, const int8_t* qx, const float* sx, const int32_t* gs,
+                           int64_t T, float* logits, int64_t ldo) noexcept {
+  constexpr int64_t NB = 4;
+  const int64_t G = C / 32, blk_c = C / 8 * 64, blk_s = G * 16;
+  const int64_t b1 = (r1 + 15) / 16;
+  for (int64_t b = r0 / 16; b < b1; b += NB) {
+    const int64_t nb = b1 - b < NB ? b1 - b : NB;
+    const uint8_t* cb = codes + b * blk_c;
+    const uint16_t* sb = scales + b * blk_s;
+    for (int64_t t = 0; t < T; ++t) {
+      __m512 out[NB];
+      const int8_t* x = qx + t * C;
+      const int32_t* g = gs + t * G;
+      switch (nb) {
+        case 4: q4_blocks<4>(cb, sb, C, x, g, sx[t], out); break;
+        case 3: q4_blocks<3>(cb, sb, C, x, g, sx[t], out); break;
+        case 2: q4_blocks<2>(cb, sb, C, x, g, sx[t], out); break;
+        default: q4_blocks<1>(cb, sb, C, x, g, sx[t], out); break;
+      }
+      for (int64_t k = 0; k < nb; ++k) {  // store only the lanes of rows in [r0, r1)
+        const int64_t row0 = (b + k) * 16;
+        const int64_t lo = r0 > row0 ? r0 - row0 : 0, hi = r1 - row0 < 16 ? r1 - row0 : 16;
+        const auto m = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+        _mm512_mask_storeu_ps(logits + t * ldo + row0, m, out[k]);
       }
     }
   }

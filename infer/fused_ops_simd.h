@@ -22,4 +22,10 @@ void lm_head_int8_avx512vnni(const int8_t* w, const float* sw, const int32_t* ws
                              int64_t r1, int64_t C, const int8_t* qx, const float* sx, int64_t T,
                              float* logits, int64_t ldo) noexcept;
 
+// fused_ops.h lm_head_q4 with VPDPBUSD: 16 rows per zmm (Note [q4 LM head layout]); the u8 operand
+// is the stored code c + 8, and 8·gs[t, g] removes the offset, so the group sums are exact.
+void lm_head_q4_avx512vnni(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1,
+                           int64_t C, const int8_t* qx, const float* sx, const int32_t* gs,
+                           int64_t T, float* logits, int64_t ldo) noexcept;
+
 }  // namespace tq::infer::detail
