@@ -302,7 +302,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--threads", threads, "threads (default: all cores, or TQ_THREADS)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
-  app.add_option("--lm-head", g_engine_opts.lm_head, "packed engine LM head: int8 (default) | f32 | bf16");
+  app.add_option("--lm-head", g_engine_opts.lm_head, "packed engine LM head: int8 (default) | f32 | bf16 | q4 (4-bit, 32-input groups)");
 
   // generate
   GenerateArgs ga;

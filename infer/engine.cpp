@@ -11,6 +11,7 @@
 #include "core/gemm.h"
 #include "core/parallel.h"
 #include "infer/fused_ops.h"
+#include "infer/q4_head.h"
 
 namespace tq::infer {
 
@@ -19,8 +20,8 @@ void EngineOptions::validate() const {
            max_context);
   TQ_CHECK(max_batch_tokens >= 1, "[EngineOptions] max_batch_tokens {} must be >= 1",
            max_batch_tokens);
-  TQ_CHECK(lm_head == "int8" || lm_head == "f32" || lm_head == "bf16",
-           "[EngineOptions] lm_head '{}' must be int8 | f32 | bf16", lm_head);
+  TQ_CHECK(lm_head == "int8" || lm_head == "f32" || lm_head == "bf16" || lm_head == "q4",
+           "[EngineOptions] lm_head '{}' must be int8 | f32 | bf16 | q4", lm_head);
   TQ_CHECK(dense_dtype == "f32" || dense_dtype == "bf16",
            "[EngineOptions] dense_dtype '{}' must be f32 | bf16", dense_dtype);
   TQ_CHECK(threads >= 0, "[EngineOptions] threads {} must be >= 0 (0: all)", threads);
@@ -87,10 +88,13 @@ struct Engine::State {
   const float* embed = nullptr;       // [V, C]
   const float* final_norm = nullptr;  // [C]
   std::vector<Layer> layers;
-  std::string head_kind;  // int8 | f32 | bf16
+  std::string head_kind;  // int8 | f32 | bf16 | q4
   Tensor head_w;          // i8 / f32 / bf16 [V, C]
   const float* head_s = nullptr;  // int8: per-row scale [V]
   Tensor head_sum;                // int8: i32 [V] row sums Σ_i w[j, i] (fused_ops.h lm_head_int8)
+  Tensor head_codes, head_scales;  // q4: u8 [Vp/16, C/8, 64], f16 [Vp/16, C/32, 16] (Note [q4 LM head layout])
+  Tensor hgs;                      // q4: i32 [Tc, C/32] group sums of hq (q4_act_group_sums)
+  void build_head_q4();
   bool all_ternary = true;
   int nt = 1;
   kq::KernelIsa isa{};
@@ -121,6 +125,7 @@ struct Engine::State {
   struct ThreadScratch {  // private per-thread buffers of decode_step
     Tensor h, xn, hf;     // f32 [C], [C], [F]
     Tensor hq;            // i8 [C] (int8 head activations)
+    Tensor hgs;           // i32 [C/32] (q4 head: group sums of hq)
     kq::QuantizedActs qc, qhd, qf;  // one token of C, H·D, F
   };
   std::vector<ThreadScratch> scratch;
@@ -238,6 +243,13 @@ void Engine::State::build() {
            "[engine] {}: the plan's LM head is {} but the options ask for {} — hint: lower again "
            "with lm_head = {}, or load with EngineOptions::lm_head = \"{}\"",
            source, head_kind, opts.lm_head, opts.lm_head, head_kind);
+  if (head_kind == "q4") {  // its own tensors (lm_head.codes, lm_head.scales); the tail as below
+    build_head_q4();
+    nt = opts.threads > 0 ? opts.threads : num_threads();
+    isa = kq::best_isa();
+    alloc();
+    return;
+  }
   const Tensor* hw = plan.find("lm_head.weight");
   TQ_CHECK(hw != nullptr, "[engine] {}: tensor lm_head.weight missing", source);
   const DType want = head_kind == "int8" ? DType::i8 : head_kind == "f32" ? DType::f32 : DType::bf16;
@@ -256,6 +268,25 @@ void Engine::State::build() {
   nt = opts.threads > 0 ? opts.threads : num_threads();
   isa = kq::best_isa();
   alloc();
+}
+
+// The q4 head's tensors, checked against Note [q4 LM head layout] (errors name the file and tensor).
+void Engine::State::build_head_q4() {
+  TQ_CHECK(C % kQ4Group == 0,
+           "[engine] {}: lm_head q4 needs hidden_size {} to be a multiple of {} — hint: use lm_head "
+           "int8",
+           source, C, kQ4Group);
+  const int64_t nb = (V + kQ4TileRows - 1) / kQ4TileRows;
+  auto need = [&](const char* name, DType dt, const Shape& shape) -> const Tensor& {
+    const Tensor* t = plan.find(name);
+    TQ_CHECK(t != nullptr, "[engine] {}: tensor {} missing (lm_head q4)", source, name);
+    TQ_CHECK(t->dtype() == dt && t->shape() == shape && t->is_contiguous(),
+             "[engine] {}: tensor {} is {}, expected contiguous {}{} (lm_head q4, V = {}, C = {})",
+             source, name, t->str(), dtype_name(dt), shape_str(shape), V, C);
+    return *t;
+  };
+  head_codes = need("lm_head.codes", DType::u8, Shape{nb, C / kQ4TileCols, kQ4TileBytes});
+  head_scales = need("lm_head.scales", DType::f16, Shape{nb, C / kQ4Group, kQ4TileRows});
 }
 
 void Engine::State::set_tokens(int64_t T) {
@@ -280,6 +311,7 @@ void Engine::State::alloc() {
   scores = Tensor::zeros({nt, H / Hkv * ((S + 15) / 16 * 16)});
   hq = Tensor::zeros({Tc, C}, DType::i8);
   hs = Tensor::zeros({Tc});
+  if (head_kind == "q4") hgs = Tensor::zeros({Tc, C / kQ4Group}, DType::i32);
   if (!all_ternary && opts.dense_dtype == "bf16") {
     xb = Tensor::zeros({Tc, std::max({C, HD, F})}, DType::bf16);
   }
@@ -293,6 +325,7 @@ void Engine::State::alloc() {
       sc.xn = Tensor::zeros({C});
       sc.hf = Tensor::zeros({F});
       sc.hq = Tensor::zeros({C}, DType::i8);
+      if (head_kind == "q4") sc.hgs = Tensor::zeros({C / kQ4Group}, DType::i32);
       act_buffers_alloc(sc.qc, 1, C, opts.act_scale);
       act_buffers_alloc(sc.qhd, 1, HD, opts.act_scale);
       act_buffers_alloc(sc.qf, 1, F, opts.act_scale);
@@ -488,6 +521,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
   int8_t* hqp = hq.data<int8_t>();
   float* hsp = hs.data<float>();
   const bool int8_head = head_kind == "int8";
+  const bool q4_head = head_kind == "q4";
+  int32_t* hgsp = q4_head ? hgs.data<int32_t>() : nullptr;
+  const int64_t G4 = C / kQ4Group;
   ctx.run([&](int tid, int n) {
     int64_t b, e;
     split(nT, tid, n, b, e);
@@ -495,13 +531,20 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       add_rows(xp + t * C, tp + t * C, C);
       rms_norm_row(xp + t * C, final_norm, C, eps, xnp + t * C);
       if (int8_head) hsp[t] = quantize_row_per_token(xnp + t * C, C, hqp + t * C);
+      if (q4_head) {
+        hsp[t] = quantize_row_per_token(xnp + t * C, C, hqp + t * C);
+        q4_act_group_sums(hqp + t * C, C, hgsp + t * G4);
+      }
     }
   });
   ctx.run([&](int tid, int n) {
     int64_t b, e;
     split(V, tid, n, b, e);
     if (b >= e) return;
-    if (int8_head) {
+    if (q4_head) {
+      lm_head_q4(head_codes.data<uint8_t>(), static_cast<const uint16_t*>(head_scales.raw_data()),
+                 b, e, C, hqp + t0 * C, hsp + t0, hgsp + t0 * G4, nT, logits, V);
+    } else if (int8_head) {
       lm_head_int8(head_w.data<int8_t>(), head_s, head_sum.data<int32_t>(), b, e, C, hqp + t0 * C,
                    hsp + t0, nT, logits, V);
     } else if (head_kind == "f32") {
@@ -599,7 +642,14 @@ void Engine::State::decode_step(int32_t id, float* logits, int tid, int n) {
   int64_t b, e;
   split(V, tid, n, b, e);
   if (b < e) {
-    if (head_kind == "int8") {
+    if (head_kind == "q4") {
+      int8_t* hqp = me.hq.data<int8_t>();
+      int32_t* gsp = me.hgs.data<int32_t>();
+      const float hsv = quantize_row_per_token(xnp, C, hqp);
+      q4_act_group_sums(hqp, C, gsp);
+      lm_head_q4(head_codes.data<uint8_t>(), static_cast<const uint16_t*>(head_scales.raw_data()),
+                 b, e, C, hqp, &hsv, gsp, 1, logits, V);
+    } else if (head_kind == "int8") {
       int8_t* hqp = me.hq.data<int8_t>();
       const float hsv = quantize_row_per_token(xnp, C, hqp);
       lm_head_int8(head_w.data<int8_t>(), head_s, head_sum.data<int32_t>(), b, e, C, hqp, &hsv, 1,

@@ -1,7 +1,7 @@
 // The inference engine: a LLaMA lowered (infer/lower.h) to a flat plan over preallocated buffers —
 // packed ternary linears (fused QKV and gate|up, Tequila bias in the epilogue, before RoPE), RMSNorm
 // fused with int8 activation quantization, RoPE, causal GQA attention over an f32 KV cache, SwiGLU
-// fused with quantization, residual adds and an int8 / f32 / bf16 LM head. Unquantized models lower
+// fused with quantization, residual adds and an int8 / f32 / bf16 / q4 LM head. Unquantized models lower
 // to the same plan with dense f32 or bf16 linears (the reference path). See docs/infer.md.
 //
 //   auto eng = infer::lower(model, {});                       // or load_engine(path_or_dir)
@@ -31,7 +31,7 @@ struct EngineOptions {
   int64_t max_context = 0;         // 0: min(config max_position_embeddings, 8192)
   int64_t max_batch_tokens = 512;  // tokens per step; longer prompts run in chunks
   kq::ActScale act_scale = kq::ActScale::per_token;  // int8 activation scales of ternary linears
-  std::string lm_head = "int8";    // int8 (per-row weights) | f32 | bf16
+  std::string lm_head = "int8";    // int8 (per-row weights) | f32 | bf16 | q4 (infer/q4_head.h)
   std::string dense_dtype = "f32";  // weights of dense (unquantized) linears: f32 | bf16
   bool dense = false;  // lower quantized linears as dense t∘α + c (fake-quant weights, f32 acts)
   int threads = 0;     // 0: tq::num_threads()

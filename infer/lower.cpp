@@ -8,6 +8,7 @@
 
 #include "infer/fused_ops.h"
 #include "infer/packed_model.h"
+#include "infer/q4_head.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "nn/attention.h"
@@ -202,6 +203,12 @@ namespace {
 
 // LM head tensors from an f32 [V, C] weight, as opts.lm_head asks.
 void add_head(EnginePlan& plan, const Tensor& hw, int64_t V, int64_t C, const std::string& kind) {
+  if (kind == "q4") {  // See Note [q4 LM head layout]
+    const Q4Head h = q4_head_pack(hw.contiguous().data<float>(), V, C, "lm_head");
+    plan.tensors.emplace_back("lm_head.codes", h.codes);
+    plan.tensors.emplace_back("lm_head.scales", h.scales);
+    return;
+  }
   if (kind == "int8") {
     Tensor q = Tensor::empty({V, C}, DType::i8);
     Tensor s = Tensor::empty({V});
@@ -267,7 +274,7 @@ EnginePlan lower_plan(const nn::LlamaForCausalLM& model, const EngineOptions& op
   }
   plan.tensors.emplace_back("norm",
                             sub<nn::RMSNorm>(model.model(), "norm").weight().value().clone());
-  // LM head: int8 per-row (s_j = max|W_j| / 127), f32, or bf16.
+  // LM head: int8 per-row (s_j = max|W_j| / 127), f32, bf16, or q4 (infer/q4_head.h).
   const Tensor hw = model.lm_head_weight().value().to(DType::f32).contiguous();
   add_head(plan, hw.clone(), cfg.vocab_size, cfg.hidden_size, opts.lm_head);
   return plan;

@@ -646,3 +646,129 @@ TEST_CASE("engine: perplexity cost of int8 activations (measurement)" * doctest:
                                 << " | engine int8 per-token " << p_tok << " | per-group " << p_grp
                                 << " | per-token + int8 head " << p_tok8);
 }
+
+// ---- q4 LM head (infer/q4_head.h) ----
+
+TEST_CASE("engine: q4 LM head stays within its bound of the f32 head") {
+  auto m = tiny_model(30);
+  quant::quantize_model(*m, tequila_cfg());
+  const auto ids = prompt(8, 31);
+  EngineOptions o8, o32, o4;
+  o32.lm_head = "f32";
+  o4.lm_head = "q4";
+  const auto l8 = run(*lower(*m, o8), ids);
+  const auto l32 = run(*lower(*m, o32), ids);
+  const auto l4 = run(*lower(*m, o4), ids);
+  const double d8 = rel_max_diff(l8, l32), d4 = rel_max_diff(l4, l32);
+  // The f32 head on the q4-dequantized weights, computed here in float64 (α = max|w|/7 rounded to
+  // f16, codes round-half-even): what is left is the int8 activation error, the int8 head's bound.
+  Tensor hw = m->lm_head_weight().value();
+  REQUIRE(hw.is_contiguous());
+  const int64_t V = hw.size(0), C = hw.size(1);
+  float* w = hw.data<float>();
+  for (int64_t j = 0; j < V; ++j) {
+    for (int64_t g = 0; g < C / 32; ++g) {
+      float* r = w + j * C + g * 32;
+      double mx = 0;
+      for (int i = 0; i < 32; ++i) mx = std::max(mx, std::fabs(double{r[i]}));
+      const double a = f16_to_f32(f32_to_f16(static_cast<float>(mx / 7.0)));
+      for (int i = 0; i < 32; ++i) {
+        r[i] = a > 0 ? static_cast<float>(a * std::clamp(std::nearbyint(r[i] / a), -7.0, 7.0)) : 0.0f;
+      }
+    }
+  }
+  const auto l32q = run(*lower(*m, o32), ids);
+  const double dq = rel_max_diff(l4, l32q);
+  MESSAGE("q4 head vs f32 head: " << d4 << "; int8 head vs f32: " << d8
+                                  << "; q4 vs f32 on the dequantized q4 weights: " << dq);
+  // Weight error: uniform in ±α/2 with α = max|w_g|/7 ≈ 2.1σ/7 for 32 N(0, σ²) weights, so rms
+  // α/√12 ≈ 0.087σ per element: ≈ 9% of the rms logit (int8: 0.5%). The max-over-logits ratio
+  // measured here is 0.12; the bound 0.2 leaves room for other seeds. The exact part of the check
+  // is dq below: q4 equals the f32 head on the q4 weights computed here up to the int8 activations.
+  CHECK(d4 < 0.2);
+  CHECK(d4 > d8);  // the head really is coarser than int8
+  CHECK(dq < 2e-2);  // the int8 head test's bound (activation quantization only)
+  CHECK(dq < d4 / 4);
+}
+
+TEST_CASE("engine: q4 head — prefill equals decode, threads agree, bytes per token counted") {
+  auto m = tiny_model(40);
+  quant::quantize_model(*m, tequila_cfg());
+  const auto ids = prompt(13, 41);
+  const int64_t V = 256, C = 128, n = static_cast<int64_t>(ids.size());
+  std::vector<std::vector<float>> dec_by_threads;
+  for (int threads : {1, 2}) {
+    EngineOptions o;
+    o.lm_head = "q4";
+    o.threads = threads;  // 2: the all-ternary decode_step (Note [Decode with few barriers])
+    auto eng = lower(*m, o);
+    const auto pre = run(*eng, ids);
+    eng->reset();
+    std::vector<float> dec(pre.size());
+    for (int64_t t = 0; t < n; ++t) {
+      eng->forward(&ids[static_cast<size_t>(t)], 1, dec.data() + t * V, false);
+    }
+    const double d = rel_max_diff(dec, pre);
+    MESSAGE("q4 head, " << threads << " threads: prefill vs decode " << d);
+    CHECK(d < 1e-5);
+    dec_by_threads.push_back(dec);
+  }
+  CHECK(dec_by_threads[0] == dec_by_threads[1]);
+  EngineOptions o8, o4;
+  o4.lm_head = "q4";
+  const auto e8 = lower(*m, o8), e4 = lower(*m, o4);
+  // int8: V·C codes + V f32 scales; q4: C/2 bytes of codes + C/32 f16 scales per row (V = 256).
+  CHECK(e8->bytes_per_token() - e4->bytes_per_token() ==
+        static_cast<size_t>(V * C + 4 * V - (V * C / 2 + V * C / 32 * 2)));
+}
+
+TEST_CASE("engine: q4 head plan errors name the source and the tensor") {
+  auto m = tiny_model(62);
+  quant::quantize_model(*m, tequila_cfg());
+  EngineOptions o;
+  o.lm_head = "q4";
+  auto with = [&](const std::string& name, const Tensor* t) {
+    EnginePlan p = lower_plan(*m, o);
+    std::vector<std::pair<std::string, Tensor>> kept;
+    for (auto& [n, x] : p.tensors) {
+      if (n != name) kept.emplace_back(n, x);
+      else if (t != nullptr) kept.emplace_back(n, *t);
+    }
+    p.tensors = kept;
+    return error_of([&] { Engine e(std::move(p), o, "bad.tqpk"); });
+  };
+  const Tensor f32_scales = Tensor::zeros({16, 4, 16});
+  const Tensor short_codes = Tensor::zeros({16, 16, 32}, DType::u8);
+  const std::string e1 = with("lm_head.scales", &f32_scales);
+  CHECK(e1.find("bad.tqpk") != std::string::npos);
+  CHECK(e1.find("lm_head.scales") != std::string::npos);
+  CHECK(e1.find("f16[16, 4, 16]") != std::string::npos);
+  const std::string e2 = with("lm_head.codes", &short_codes);
+  CHECK(e2.find("lm_head.codes") != std::string::npos);
+  CHECK(e2.find("u8[16, 16, 64]") != std::string::npos);
+  CHECK(with("lm_head.codes", nullptr).find("lm_head.codes missing") != std::string::npos);
+  // A plan made for another head kind.
+  EngineOptions o8;
+  CHECK(error_of([&] { Engine e(lower_plan(*m, o8), o, "x"); }).find("int8") != std::string::npos);
+  // hidden_size not a multiple of 32 (a dense random plan; the packed ternary one needs 128).
+  nn::LlamaConfig c = tq::test::tiny_engine_config();
+  c.hidden_size = 48;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  CHECK(error_of([&] { random_plan(c, o, 1, false); }).find("multiple of 32") != std::string::npos);
+}
+
+TEST_CASE("engine: random plan honours lm_head q4") {
+  nn::LlamaConfig c = tq::test::tiny_engine_config();
+  EngineOptions o;
+  o.lm_head = "q4";
+  EnginePlan p = random_plan(c, o, 5);
+  CHECK(p.find("lm_head.codes") != nullptr);
+  CHECK(p.find("lm_head.weight") == nullptr);
+  Engine e(std::move(p), o, "random");
+  std::vector<float> logits(256);
+  const int32_t id = 7;
+  e.forward(&id, 1, logits.data(), false);
+  for (float v : logits) REQUIRE(std::isfinite(v));
+  CHECK(e.describe().find("lm_head q4") != std::string::npos);
+}

@@ -1,6 +1,6 @@
 // Tests the packed model file (infer/packed_model.h): a round trip gives the in-memory engine's
-// logits exactly; bad magic, version, truncation, a wrong tensor size and trailing bytes are errors
-// that name the file and the field.
+// logits exactly (every LM head kind, q4 included); bad magic, version, truncation, a wrong tensor
+// size and trailing bytes are errors that name the file and the field.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -56,7 +56,7 @@ void write_all(const std::string& p, const std::string& s) {
 
 TEST_CASE("packed model: round trip equals the in-memory engine exactly") {
   tq::test::TempDir dir("packed");
-  for (const char* head : {"int8", "f32", "bf16"}) {
+  for (const char* head : {"int8", "f32", "bf16", "q4"}) {
     for (bool quantized : {true, false}) {
       auto m = tiny_quantized(1, quantized);
       EngineOptions o;
