@@ -6,7 +6,7 @@
 //   quantize_act_row(y, t, qa);               // int8 row t of qa, as kq::quantize_acts does
 //   attend_group(q, nq, D, Kt, V, n, D, scale, sc, o, D);  // a GQA query group against n cached keys
 //
-// attend_group, swiglu_row and lm_head_int8 run AVX-512 versions (fused_ops_avx512.cpp) when the
+// attend_group, swiglu_row, lm_head_int8 and lm_head_q4 run AVX-512 versions (fused_ops_avx512.cpp) when the
 // ternary kernels do (kq::best_isa() is avx512vnni, so TQ_KERNEL=scalar|avx2 selects the plain
 // loops here, which are the reference); the others are plain loops the compiler vectorises.
 #pragma once
