@@ -6,9 +6,9 @@
 //   quantize_act_row(y, t, qa);               // int8 row t of qa, as kq::quantize_acts does
 //   attend_group(q, nq, D, Kt, V, n, D, scale, sc, o, D);  // a GQA query group against n cached keys
 //
-// attend_group, swiglu_row, lm_head_int8 and lm_head_q4 run AVX-512 versions (fused_ops_avx512.cpp) when the
-// ternary kernels do (kq::best_isa() is avx512vnni, so TQ_KERNEL=scalar|avx2 selects the plain
-// loops here, which are the reference); the others are plain loops the compiler vectorises.
+// attend_group, swiglu_row, lm_head_int8 and lm_head_q4 run AVX-512 versions (fused_ops_avx512.cpp)
+// when the ternary kernels do (kq::best_isa() is avx512vnni, so TQ_KERNEL=scalar|avx2 selects the
+// plain loops here, which are the reference); the others are plain loops the compiler vectorises.
 #pragma once
 
 #include <cstdint>
@@ -70,7 +70,8 @@ void lm_head_int8(const int8_t* w /*[V, C]*/, const float* sw /*[V]*/, const int
 void int8_row_sums(const int8_t* w, int64_t r0, int64_t r1, int64_t C, int32_t* wsum);
 // q4 (Note [q4 LM head layout] in infer/q4_head.h): codes u8 [Vp/16, C/8, 64], scales f16
 // [Vp/16, C/32, 16], C % 32 == 0; qx, sx from quantize_row_per_token; gs [T, C/32] =
-// q4_act_group_sums of each token (the VPDPBUSD path needs it). Any rows [r0, r1) ⊆ [0, V).
+// q4_act_group_sums of each token (the VPDPBUSD path needs it). Any rows [r0, r1) ⊆ [0, V): the
+// SIMD kernel computes a 16-row block that straddles r0 or r1 whole and stores only the rows in range.
 void lm_head_q4(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1, int64_t C,
                 const int8_t* qx /*[T, C]*/, const float* sx /*[T]*/, const int32_t* gs /*[T, C/32]*/,
                 int64_t T, float* logits, int64_t ldo);
