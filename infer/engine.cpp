@@ -92,7 +92,8 @@ struct Engine::State {
   Tensor head_w;          // i8 / f32 / bf16 [V, C]
   const float* head_s = nullptr;  // int8: per-row scale [V]
   Tensor head_sum;                // int8: i32 [V] row sums Σ_i w[j, i] (fused_ops.h lm_head_int8)
-  Tensor head_codes, head_scales;  // q4: u8 [Vp/16, C/8, 64], f16 [Vp/16, C/32, 16] (Note [q4 LM head layout])
+  Tensor head_codes, head_scales;  // q4: u8 [Vp/16, C/8, 64], f16 [Vp/16, C/32, 16]
+                                   // (Note [q4 LM head layout])
   Tensor hgs;                      // q4: i32 [Tc, C/32] group sums of hq (q4_act_group_sums)
   void build_head_q4();
   bool all_ternary = true;
