@@ -94,6 +94,7 @@ OpenModel open_model(const std::string& path, bool fp, std::shared_ptr<tq::nn::L
     m.graph = graph;
     m.plan = std::make_shared<tq::infer::EnginePlan>(graph ? tq::infer::lower_plan(*graph, g_engine_opts)
                                                             : tq::infer::read_packed_plan(path));
+    if (!graph) tq::infer::follow_packed_head(*m.plan, g_engine_opts, path);  // e.g. a q4-head file
     auto eng = std::make_unique<tq::infer::Engine>(*m.plan, g_engine_opts, graph ? "lower" : path);
     m.weight_bytes = static_cast<int64_t>(eng->bytes_per_token());
     m.lm = std::move(eng);
@@ -298,6 +299,7 @@ int run_convert(const std::string& model_dir, const std::string& output) {
 int main(int argc, char** argv) {
   CLI::App app{"tqinfer: evaluate, generate with and benchmark libtequila models"};
   app.require_subcommand(1);
+  app.fallthrough();  // --threads, --log-level, --lm-head also after the subcommand
   int threads = 0;
   std::string log_level = "info";
   app.add_option("--threads", threads, "threads (default: all cores, or TQ_THREADS)");

@@ -138,12 +138,16 @@ EnginePlan read_packed_plan(const std::string& path) {
   return plan;
 }
 
-std::unique_ptr<Engine> load_packed(const std::string& path, const EngineOptions& opts) {
-  EnginePlan plan = read_packed_plan(path);
-  EngineOptions o = opts;
+void follow_packed_head(const EnginePlan& plan, EngineOptions& o, const std::string& path) {
   // The LM head is fixed when converting; an option left at its default follows the file.
   const auto head = json_get_or<std::string>(plan.meta, "lm_head", "", path + " meta");
   if (o.lm_head == EngineOptions{}.lm_head && !head.empty()) o.lm_head = head;
+}
+
+std::unique_ptr<Engine> load_packed(const std::string& path, const EngineOptions& opts) {
+  EnginePlan plan = read_packed_plan(path);
+  EngineOptions o = opts;
+  follow_packed_head(plan, o, path);
   return std::make_unique<Engine>(std::move(plan), o, path);
 }
 

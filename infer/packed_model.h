@@ -32,5 +32,8 @@ void save_packed(const Engine& engine, const std::string& path);
 // errors name the file and the field. Tensors borrow the mapped file (read-only).
 EnginePlan read_packed_plan(const std::string& path);
 std::unique_ptr<Engine> load_packed(const std::string& path, const EngineOptions& opts = {});
+// The rule load_packed applies: o.lm_head left at its default takes the file's head (int8, f32, bf16,
+// q4); an explicit other value stays, and the Engine then reports the mismatch.
+void follow_packed_head(const EnginePlan& plan, EngineOptions& o, const std::string& path);
 
 }  // namespace tq::infer

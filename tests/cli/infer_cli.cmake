@@ -120,6 +120,12 @@ run(TRUE generate --model ${WORK_DIR}/model/model.tqpk --prompt "It is a" --max-
 expect(out "^It is a.+" "generate from the packed file")
 run(TRUE eval --model ${WORK_DIR}/model/model.tqpk --tasks ${WORK_DIR}/tasks/cloze.jsonl --limit 2)
 expect(out "\\|cloze +\\|" "eval from the packed file")
+# A file converted with another LM head runs without repeating --lm-head (it follows the file).
+run(TRUE convert --model ${M} --lm-head f32 --output ${WORK_DIR}/model/model-f32.tqpk)
+run(TRUE generate --model ${WORK_DIR}/model/model-f32.tqpk --prompt "It is a" --max-tokens 4 --temperature 0)
+expect(err "lm_head f32" "a packed file's head is followed")
+run(FALSE generate --model ${WORK_DIR}/model/model-f32.tqpk --lm-head bf16 --prompt x --max-tokens 1)
+expect(err "LM head is f32 but the options ask for bf16" "an explicit other head is refused")
 run(TRUE bench --shape tiny -p 16 -n 8 -r 1 -t 1 --no-probes)
 expect(out "packed ternary" "bench --shape builds a packed ternary engine")
 run(TRUE bench --shape tiny --dense bf16 -p 8 -n 4 -r 1 -t 1 --no-probes)
