@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The inference targets of the engine issue, measured in one go on the LLaMA-3.2-1B shape (random
+# weights): prefill pp512 against the int8 dot-product peak, decode tg128 against the read-bandwidth
+# probe, and packed ternary decode against the same engine's dense bf16 path. Every `tqinfer bench`
+# run measures its own probes in the same process; figures are medians of -r repetitions.
+#
+#   bench/engine_targets.sh [build/release] [reps=5]
+#
+# Prints each run's table, then a summary. On a shared machine the probes themselves move by up to
+# 2× between runs, so compare ratios within one run (the "%" columns) and repeat the script.
+set -euo pipefail
+build=${1:-build/release}
+reps=${2:-5}
+tq="$build/apps/tqinfer"
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+run() {  # name, args...
+  local name=$1
+  shift
+  echo "== $name: tqinfer bench --shape llama-3.2-1b $*" >&2
+  "$tq" --log-level warn bench --shape llama-3.2-1b "$@" --json > "$out/$name.json"
+}
+
+run ternary_int8 -p 512 -n 128 -r "$reps" -t 1,2
+run ternary_q4 --lm-head q4 -p 512 -n 128 -r "$reps" -t 1,2
+run bf16_int8 --dense bf16 -p 0 -n 32 -r 3 -t 1,2
+run bf16_bf16 --dense bf16 --lm-head bf16 -p 0 -n 32 -r 3 -t 1,2
+
+python3 - "$out" <<'EOF'
+import json, sys, os
+d = sys.argv[1]
+rows = {n[:-5]: json.load(open(os.path.join(d, n))) for n in os.listdir(d)}
+def get(name, test, thr):
+    for r in rows[name]:
+        if r["test"].startswith(test) and r["threads"] == thr:
+            return r
+    return None
+def pct(a, b):
+    return float("nan") if not b else 100.0 * a / b
+print("| run | threads | test | tokens/s | MB/token | GB/s | % of read probe | GOP/s | % of int8 peak |")
+print("|---|---|---|---|---|---|---|---|---|")
+for name in ["ternary_int8", "ternary_q4", "bf16_int8", "bf16_bf16"]:
+    for r in rows[name]:
+        print(f"| {name} | {r['threads']} | {r['test']} | {r['median_tokens_per_s']:.2f} | "
+              f"{r['bytes_per_token'] / 1e6:.1f} | {r['achieved_gbs']:.2f} | "
+              f"{pct(r['achieved_gbs'], r['probe_read_gbs']):.1f} (probe {r['probe_read_gbs'] or float('nan'):.1f}) | "
+              f"{r['achieved_gops']:.1f} | {pct(r['achieved_gops'], r['int8_peak_gops']):.1f} |")
+print()
+for thr in (1, 2):
+    t8, tq4 = get("ternary_int8", "tg", thr), get("ternary_q4", "tg", thr)
+    b8, bb = get("bf16_int8", "tg", thr), get("bf16_bf16", "tg", thr)
+    print(f"{thr} thread(s): ternary/bf16 decode, both int8 head: "
+          f"{t8['median_tokens_per_s'] / b8['median_tokens_per_s']:.2f}x; "
+          f"ternary q4 head / bf16 with bf16 head: {tq4['median_tokens_per_s'] / bb['median_tokens_per_s']:.2f}x")
+EOF
