@@ -177,6 +177,21 @@ void block(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, 
   }
 }
 
+// The last n < 8 tokens [t0, t0 + n) of a token chunk, one row block.
+void token_tail(const TernaryArgs& a, int64_t rb, int64_t t0, int64_t n, float* y, int64_t ldy,
+                int32_t* sums) {
+  switch (n) {
+    case 7: block<1, 7>(a, rb, t0, y, ldy, sums); break;
+    case 6: block<1, 6>(a, rb, t0, y, ldy, sums); break;
+    case 5: block<1, 5>(a, rb, t0, y, ldy, sums); break;
+    case 4: block<1, 4>(a, rb, t0, y, ldy, sums); break;
+    case 3: small<1, 3>(a, rb, t0, y, ldy, sums); break;
+    case 2: small<1, 2>(a, rb, t0, y, ldy, sums); break;
+    case 1: small<1, 1>(a, rb, t0, y, ldy, sums); break;
+    default: break;
+  }
+}
+
 void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, int32_t* sums) {
   const int64_t b0 = r0 / 16, b1 = r1 / 16;  // every block has a real row (rows_padded − rows < 16)
   if (a.tokens == 1) {
@@ -191,35 +206,17 @@ void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, in
   for (int64_t tc = 0; tc < a.tokens; tc += kTokenChunk) {
     const int64_t te = a.tokens - tc < kTokenChunk ? a.tokens : tc + kTokenChunk;
     for (int64_t rb = b0; rb < b1; ++rb) {
+      const int64_t nb = rb + 2 <= b1 ? 2 : 1;  // a pair of row blocks shares the activation broadcasts
       int64_t t0 = tc;
-      if (rb + 2 <= b1) {  // a pair of row blocks shares the activation broadcasts
-        for (; t0 + 8 <= te; t0 += 8) block<2, 8>(a, rb, t0, y, ldy, sums);
-        for (int64_t r = rb; r < rb + 2; ++r) {
-          switch (te - t0) {
-            case 7: block<1, 7>(a, r, t0, y, ldy, sums); break;
-            case 6: block<1, 6>(a, r, t0, y, ldy, sums); break;
-            case 5: block<1, 5>(a, r, t0, y, ldy, sums); break;
-            case 4: block<1, 4>(a, r, t0, y, ldy, sums); break;
-            case 3: small<1, 3>(a, r, t0, y, ldy, sums); break;
-            case 2: small<1, 2>(a, r, t0, y, ldy, sums); break;
-            case 1: small<1, 1>(a, r, t0, y, ldy, sums); break;
-            default: break;
-          }
+      for (; t0 + 8 <= te; t0 += 8) {
+        if (nb == 2) {
+          block<2, 8>(a, rb, t0, y, ldy, sums);
+        } else {
+          block<1, 8>(a, rb, t0, y, ldy, sums);
         }
-        ++rb;
-        continue;
       }
-      for (; t0 + 8 <= te; t0 += 8) block<1, 8>(a, rb, t0, y, ldy, sums);
-      switch (te - t0) {
-        case 7: block<1, 7>(a, rb, t0, y, ldy, sums); break;
-        case 6: block<1, 6>(a, rb, t0, y, ldy, sums); break;
-        case 5: block<1, 5>(a, rb, t0, y, ldy, sums); break;
-        case 4: block<1, 4>(a, rb, t0, y, ldy, sums); break;
-        case 3: small<1, 3>(a, rb, t0, y, ldy, sums); break;
-        case 2: small<1, 2>(a, rb, t0, y, ldy, sums); break;
-        case 1: small<1, 1>(a, rb, t0, y, ldy, sums); break;
-        default: break;
-      }
+      for (int64_t r = rb; r < rb + nb; ++r) token_tail(a, r, t0, te - t0, y, ldy, sums);
+      rb += nb - 1;
     }
   }
 }
