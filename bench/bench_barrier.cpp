@@ -1,6 +1,6 @@
 // Cost of one OpenMP barrier between 2+ threads around ~0.6 µs of work, as the engine's decode step
-// meets them (docs/infer.md, "Threading"): median over 5 runs of 20,000 barriers, minus the same loop
-// without barriers. Run it under both wait policies:
+// meets them (docs/infer.md, "Threading"): median over 5 runs of 20,000 barriers, minus the same
+// loop without barriers. Run it under both wait policies:
 //
 //   OMP_WAIT_POLICY=passive ./build/release/bench/bench_barrier [threads=2]
 //   OMP_WAIT_POLICY=active  ./build/release/bench/bench_barrier [threads=2]
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
     per.push_back((with - without) / n * 1e6);
   }
   std::sort(per.begin(), per.end());
-  std::printf("threads %d, OMP_WAIT_POLICY=%s: %.2f us per barrier (median of 5; min %.2f, max %.2f)\n",
-              threads, policy != nullptr ? policy : "(unset)", per[2], per.front(), per.back());
+  std::printf(
+      "threads %d, OMP_WAIT_POLICY=%s: %.2f us per barrier (median of 5; min %.2f, max %.2f)\n",
+      threads, policy != nullptr ? policy : "(unset)", per[2], per.front(), per.back());
   return 0;
 }

@@ -96,6 +96,12 @@ struct Engine::State {
                                    // (Note [q4 LM head layout])
   Tensor hgs;                      // q4: i32 [Tc, C/32] group sums of hq (q4_act_group_sums)
   void build_head_q4();
+  // One token's head activations from its normed hidden state hn [C]: int8 (and for q4 the 32-group
+  // sums) for the quantized heads; returns the int8 scale (0 for the f32 / bf16 heads).
+  float head_quantize(const float* hn, int8_t* q, int32_t* gsums) const;
+  // logits [nT, V] rows [b, e) of the LM head for nT consecutive tokens (hn, q, qs, gsums: their rows).
+  void head_rows(int64_t b, int64_t e, const float* hn, const int8_t* q, const float* qs,
+                 const int32_t* gsums, int64_t nT, float* logits) const;
   bool all_ternary = true;
   int nt = 1;
   kq::KernelIsa isa{};
@@ -244,20 +250,17 @@ void Engine::State::build() {
            "[engine] {}: the plan's LM head is {} but the options ask for {} — hint: lower again "
            "with lm_head = {}, or load with EngineOptions::lm_head = \"{}\"",
            source, head_kind, opts.lm_head, opts.lm_head, head_kind);
-  if (head_kind == "q4") {  // its own tensors (lm_head.codes, lm_head.scales); the tail as below
-    build_head_q4();
-    nt = opts.threads > 0 ? opts.threads : num_threads();
-    isa = kq::best_isa();
-    alloc();
-    return;
+  if (head_kind == "q4") {
+    build_head_q4();  // its own tensors: lm_head.codes, lm_head.scales
+  } else {
+    const Tensor* hw = plan.find("lm_head.weight");
+    TQ_CHECK(hw != nullptr, "[engine] {}: tensor lm_head.weight missing", source);
+    const DType want = head_kind == "int8" ? DType::i8 : head_kind == "f32" ? DType::f32 : DType::bf16;
+    TQ_CHECK(hw->dtype() == want && hw->shape() == Shape({V, C}) && hw->is_contiguous(),
+             "[engine] {}: lm_head.weight is {}, expected {}[{}, {}]", source, hw->str(),
+             dtype_name(want), V, C);
+    head_w = *hw;
   }
-  const Tensor* hw = plan.find("lm_head.weight");
-  TQ_CHECK(hw != nullptr, "[engine] {}: tensor lm_head.weight missing", source);
-  const DType want = head_kind == "int8" ? DType::i8 : head_kind == "f32" ? DType::f32 : DType::bf16;
-  TQ_CHECK(hw->dtype() == want && hw->shape() == Shape({V, C}) && hw->is_contiguous(),
-           "[engine] {}: lm_head.weight is {}, expected {}[{}, {}]", source, hw->str(),
-           dtype_name(want), V, C);
-  head_w = *hw;
   if (head_kind == "int8") {
     head_s = vec("lm_head.scale", V);
     head_sum = Tensor::empty({V}, DType::i32);
@@ -521,9 +524,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
   const int64_t nT = T - t0;
   int8_t* hqp = hq.data<int8_t>();
   float* hsp = hs.data<float>();
-  const bool int8_head = head_kind == "int8";
-  const bool q4_head = head_kind == "q4";
-  int32_t* hgsp = q4_head ? hgs.data<int32_t>() : nullptr;
+  int32_t* hgsp = head_kind == "q4" ? hgs.data<int32_t>() : nullptr;
   const int64_t G4 = C / kQ4Group;
   ctx.run([&](int tid, int n) {
     int64_t b, e;
@@ -531,30 +532,38 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
     for (int64_t t = t0 + b; t < t0 + e; ++t) {
       add_rows(xp + t * C, tp + t * C, C);
       rms_norm_row(xp + t * C, final_norm, C, eps, xnp + t * C);
-      if (int8_head) hsp[t] = quantize_row_per_token(xnp + t * C, C, hqp + t * C);
-      if (q4_head) {
-        hsp[t] = quantize_row_per_token(xnp + t * C, C, hqp + t * C);
-        q4_act_group_sums(hqp + t * C, C, hgsp + t * G4);
-      }
+      hsp[t] = head_quantize(xnp + t * C, hqp + t * C, hgsp != nullptr ? hgsp + t * G4 : nullptr);
     }
   });
   ctx.run([&](int tid, int n) {
     int64_t b, e;
     split(V, tid, n, b, e);
-    if (b >= e) return;
-    if (q4_head) {
-      lm_head_q4(head_codes.data<uint8_t>(), static_cast<const uint16_t*>(head_scales.raw_data()),
-                 b, e, C, hqp + t0 * C, hsp + t0, hgsp + t0 * G4, nT, logits, V);
-    } else if (int8_head) {
-      lm_head_int8(head_w.data<int8_t>(), head_s, head_sum.data<int32_t>(), b, e, C, hqp + t0 * C,
-                   hsp + t0, nT, logits, V);
-    } else if (head_kind == "f32") {
-      lm_head_f32(head_w.data<float>(), b, e, C, xnp + t0 * C, nT, logits, V);
-    } else {
-      lm_head_bf16(static_cast<const uint16_t*>(head_w.raw_data()), b, e, C, xnp + t0 * C, nT,
-                   logits, V);
-    }
+    head_rows(b, e, xnp + t0 * C, hqp + t0 * C, hsp + t0, hgsp != nullptr ? hgsp + t0 * G4 : nullptr,
+              nT, logits);
   });
+}
+
+float Engine::State::head_quantize(const float* hn, int8_t* q, int32_t* gsums) const {
+  if (head_kind != "int8" && head_kind != "q4") return 0.0f;
+  const float s = quantize_row_per_token(hn, C, q);
+  if (head_kind == "q4") q4_act_group_sums(q, C, gsums);
+  return s;
+}
+
+void Engine::State::head_rows(int64_t b, int64_t e, const float* hn, const int8_t* q, const float* qs,
+                              const int32_t* gsums, int64_t nT, float* logits) const {
+  if (b >= e) return;
+  if (head_kind == "q4") {
+    lm_head_q4(head_codes.data<uint8_t>(), static_cast<const uint16_t*>(head_scales.raw_data()), b, e,
+               C, q, qs, gsums, nT, logits, V);
+  } else if (head_kind == "int8") {
+    lm_head_int8(head_w.data<int8_t>(), head_s, head_sum.data<int32_t>(), b, e, C, q, qs, nT, logits,
+                 V);
+  } else if (head_kind == "f32") {
+    lm_head_f32(head_w.data<float>(), b, e, C, hn, nT, logits, V);
+  } else {
+    lm_head_bf16(static_cast<const uint16_t*>(head_w.raw_data()), b, e, C, hn, nT, logits, V);
+  }
 }
 
 // Note [Decode with few barriers]
@@ -640,27 +649,12 @@ void Engine::State::decode_step(int32_t id, float* logits, int tid, int n) {
   for (int64_t c = 0; c < C; ++c) h[c] = cur[c];
   add_rows(h, tp, C);
   rms_norm_row(h, final_norm, C, eps, xnp);
+  int8_t* hqp = me.hq.data<int8_t>();
+  int32_t* gsp = me.hgs.defined() ? me.hgs.data<int32_t>() : nullptr;
+  const float hsv = head_quantize(xnp, hqp, gsp);
   int64_t b, e;
   split(V, tid, n, b, e);
-  if (b < e) {
-    if (head_kind == "q4") {
-      int8_t* hqp = me.hq.data<int8_t>();
-      int32_t* gsp = me.hgs.data<int32_t>();
-      const float hsv = quantize_row_per_token(xnp, C, hqp);
-      q4_act_group_sums(hqp, C, gsp);
-      lm_head_q4(head_codes.data<uint8_t>(), static_cast<const uint16_t*>(head_scales.raw_data()),
-                 b, e, C, hqp, &hsv, gsp, 1, logits, V);
-    } else if (head_kind == "int8") {
-      int8_t* hqp = me.hq.data<int8_t>();
-      const float hsv = quantize_row_per_token(xnp, C, hqp);
-      lm_head_int8(head_w.data<int8_t>(), head_s, head_sum.data<int32_t>(), b, e, C, hqp, &hsv, 1,
-                   logits, V);
-    } else if (head_kind == "f32") {
-      lm_head_f32(head_w.data<float>(), b, e, C, xnp, 1, logits, V);
-    } else {
-      lm_head_bf16(static_cast<const uint16_t*>(head_w.raw_data()), b, e, C, xnp, 1, logits, V);
-    }
-  }
+  head_rows(b, e, xnp, hqp, &hsv, gsp, 1, logits);
 }
 
 Engine::Engine(EnginePlan plan, const EngineOptions& opts, const std::string& source)

@@ -39,8 +39,8 @@ inline __mmask16 tail_mask(int64_t k) {  // the first k (≤ 16) lanes
   return k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << k) - 1u);
 }
 
-// Scores of NQ queries against the 16 keys of one cache block: s[i][lane] = scale · Σ_d q_i[d]·K[d][lane].
-// Two partial sums per query (even / odd d) keep 2·NQ FMA chains in flight.
+// Scores of NQ queries against the 16 keys of one cache block: s[i][lane] = scale · Σ_d
+// q_i[d]·K[d][lane]. Two partial sums per query (even / odd d) keep 2·NQ FMA chains in flight.
 template <int NQ>
 void block_scores(const float* q, int64_t ldq, const float* kb, int64_t D, float scale, __mmask16 m,
                   float* const* sc) {
@@ -54,7 +54,8 @@ void block_scores(const float* q, int64_t ldq, const float* kb, int64_t D, float
     }
   }
   for (int i = 0; i < NQ; ++i) {
-    _mm512_mask_storeu_ps(sc[i], m, _mm512_mul_ps(_mm512_add_ps(a[i], b[i]), _mm512_set1_ps(scale)));
+    _mm512_mask_storeu_ps(sc[i], m,
+                          _mm512_mul_ps(_mm512_add_ps(a[i], b[i]), _mm512_set1_ps(scale)));
   }
 }
 
@@ -73,7 +74,8 @@ void group_scores(const float* q, int64_t ldq, const float* Kt, int64_t n, int64
 void softmax_inplace(float* sc, int64_t n) {
   __m512 mx = _mm512_set1_ps(-__builtin_inff());
   for (int64_t s = 0; s < n; s += 16) {
-    mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), tail_mask(n - s), sc + s));
+    mx = _mm512_max_ps(
+        mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), tail_mask(n - s), sc + s));
   }
   const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
   __m512 sum = _mm512_setzero_ps();
@@ -112,7 +114,8 @@ void pv_block(const float* const* p, const float* V, int64_t n, float* const* ou
   }
 }
 
-// The nq queries in chunks of NQ = 16 / NC (≤ 4) so that NQ·NC accumulators fit the 32 zmm registers.
+// The nq queries in chunks of NQ = 16 / NC (≤ 4) so that NQ·NC accumulators fit the 32 zmm
+// registers.
 template <int NC>
 void pv_group(const float* scores, int64_t lds, int64_t nq, const float* V, int64_t n, float* out,
               int64_t ldo) {
@@ -144,23 +147,47 @@ void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* K
                          int64_t ldo) noexcept {
   const int64_t lds = (n + 15) / 16 * 16;
   int64_t i = 0;
-  for (; i + 4 <= nq; i += 4) group_scores<4>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds);
+  for (; i + 4 <= nq; i += 4)
+    group_scores<4>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds);
   switch (nq - i) {
-    case 3: group_scores<3>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds); break;
-    case 2: group_scores<2>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds); break;
-    case 1: group_scores<1>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds); break;
-    default: break;
+    case 3:
+      group_scores<3>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds);
+      break;
+    case 2:
+      group_scores<2>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds);
+      break;
+    case 1:
+      group_scores<1>(q + i * ldq, ldq, Kt, n, D, scale, scores + i * lds, lds);
+      break;
+    default:
+      break;
   }
   for (int64_t k = 0; k < nq; ++k) softmax_inplace(scores + k * lds, n);
   switch (D / 16) {
-    case 1: pv_group<1>(scores, lds, nq, V, n, out, ldo); break;
-    case 2: pv_group<2>(scores, lds, nq, V, n, out, ldo); break;
-    case 3: pv_group<3>(scores, lds, nq, V, n, out, ldo); break;
-    case 4: pv_group<4>(scores, lds, nq, V, n, out, ldo); break;
-    case 5: pv_group<5>(scores, lds, nq, V, n, out, ldo); break;
-    case 6: pv_group<6>(scores, lds, nq, V, n, out, ldo); break;
-    case 7: pv_group<7>(scores, lds, nq, V, n, out, ldo); break;
-    case 8: pv_group<8>(scores, lds, nq, V, n, out, ldo); break;
+    case 1:
+      pv_group<1>(scores, lds, nq, V, n, out, ldo);
+      break;
+    case 2:
+      pv_group<2>(scores, lds, nq, V, n, out, ldo);
+      break;
+    case 3:
+      pv_group<3>(scores, lds, nq, V, n, out, ldo);
+      break;
+    case 4:
+      pv_group<4>(scores, lds, nq, V, n, out, ldo);
+      break;
+    case 5:
+      pv_group<5>(scores, lds, nq, V, n, out, ldo);
+      break;
+    case 6:
+      pv_group<6>(scores, lds, nq, V, n, out, ldo);
+      break;
+    case 7:
+      pv_group<7>(scores, lds, nq, V, n, out, ldo);
+      break;
+    case 8:
+      pv_group<8>(scores, lds, nq, V, n, out, ldo);
+      break;
     default:  // D = 144 … 256: one query and 16 lanes at a time, one chain per lane in s order
       for (int64_t k = 0; k < nq; ++k) {
         const float* p1 = scores + k * lds;
@@ -183,12 +210,14 @@ float quant_span_avx512(const float* x, int64_t n, int8_t* q) noexcept {
   }
   const float m = _mm512_reduce_max_ps(mx);
   const float inv = m > 0.0f ? 127.0f / m : 0.0f;
-  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f),
+               hi = _mm512_set1_ps(127.0f);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = tail_mask(n - i);
     __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vinv);
     v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    _mm512_mask_cvtsepi32_storeu_epi8(q + i, k, _mm512_cvtps_epi32(v));  // MXCSR: round to nearest even
+    _mm512_mask_cvtsepi32_storeu_epi8(q + i, k,
+                                      _mm512_cvtps_epi32(v));  // MXCSR: round to nearest even
   }
   return m / 127.0f;
 }
@@ -206,10 +235,10 @@ void swiglu_avx512(const float* gate, const float* up, int64_t F, float* out) no
 
 namespace {
 
-// Σ_i (q_i + 128)·w_i over one row of C bytes, two accumulators (even / odd 64-byte chunks), the row
-// prefetched 2 KiB ahead. One row at a time streams the matrix strictly sequentially: taking 4 rows
-// at once (4 interleaved streams 2 KiB apart) ran at 13 GB/s against 24 GB/s for this on one thread
-// (docs/infer.md, "LM head").
+// Σ_i (q_i + 128)·w_i over one row of C bytes, two accumulators (even / odd 64-byte chunks), the
+// row prefetched 2 KiB ahead. One row at a time streams the matrix strictly sequentially: taking 4
+// rows at once (4 interleaved streams 2 KiB apart) ran at 13 GB/s against 24 GB/s for this on one
+// thread (docs/infer.md, "LM head").
 inline int32_t head_row(const int8_t* w, int64_t C, const int8_t* x) {
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
@@ -217,13 +246,15 @@ inline int32_t head_row(const int8_t* w, int64_t C, const int8_t* x) {
   for (; i + 128 <= C; i += 128) {
     _mm_prefetch(reinterpret_cast<const char*>(w + i + 2048), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(w + i + 2048 + 64), _MM_HINT_T0);
-    a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(x + i), bias), _mm512_loadu_si512(w + i));
+    a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(x + i), bias),
+                             _mm512_loadu_si512(w + i));
     a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512(x + i + 64), bias),
                              _mm512_loadu_si512(w + i + 64));
   }
   for (; i < C; i += 64) {  // masked-off bytes load as 0 on both sides and add nothing
     const __mmask64 m = C - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (C - i)) - 1;
-    const __m512i xu = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + i), bias));
+    const __m512i xu =
+        _mm512_maskz_mov_epi8(m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + i), bias));
     a0 = _mm512_dpbusd_epi32(a0, xu, _mm512_maskz_loadu_epi8(m, w + i));
   }
   return _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1));
@@ -236,7 +267,8 @@ void lm_head_int8_avx512vnni(const int8_t* w, const float* sw, const int32_t* ws
                              float* logits, int64_t ldo) noexcept {
   for (int64_t j = r0; j < r1; ++j) {
     for (int64_t t = 0; t < T; ++t) {  // the row stays in L1 for the other tokens
-      const int32_t d = head_row(w + j * C, C, qx + t * C) - 128 * wsum[j];  // Σ (q+128)·w − 128·Σ w
+      const int32_t d =
+          head_row(w + j * C, C, qx + t * C) - 128 * wsum[j];  // Σ (q+128)·w − 128·Σ w
       logits[t * ldo + j] = sx[t] * sw[j] * static_cast<float>(d);
     }
   }
@@ -298,10 +330,18 @@ void lm_head_q4_avx512vnni(const uint8_t* codes, const uint16_t* scales, int64_t
       const int8_t* x = qx + t * C;
       const int32_t* g = gs + t * G;
       switch (nb) {
-        case 4: q4_blocks<4>(cb, sb, C, x, g, sx[t], out); break;
-        case 3: q4_blocks<3>(cb, sb, C, x, g, sx[t], out); break;
-        case 2: q4_blocks<2>(cb, sb, C, x, g, sx[t], out); break;
-        default: q4_blocks<1>(cb, sb, C, x, g, sx[t], out); break;
+        case 4:
+          q4_blocks<4>(cb, sb, C, x, g, sx[t], out);
+          break;
+        case 3:
+          q4_blocks<3>(cb, sb, C, x, g, sx[t], out);
+          break;
+        case 2:
+          q4_blocks<2>(cb, sb, C, x, g, sx[t], out);
+          break;
+        default:
+          q4_blocks<1>(cb, sb, C, x, g, sx[t], out);
+          break;
       }
       for (int64_t k = 0; k < nb; ++k) {  // store only the lanes of rows in [r0, r1)
         const int64_t row0 = (b + k) * 16;

@@ -1,7 +1,7 @@
 // Internal interface between infer/fused_ops.cpp (reference loops, dispatch) and the AVX-512 row
-// kernels in infer/fused_ops_avx512.cpp (compiled with AVX-512 flags). Raw pointers and PODs only, for
-// the same reason as quant/ternary_kernels.h: the ISA file must not instantiate inline library code
-// that the linker could pick for baseline callers. Not part of the public API.
+// kernels in infer/fused_ops_avx512.cpp (compiled with AVX-512 flags). Raw pointers and PODs only,
+// for the same reason as quant/ternary_kernels.h: the ISA file must not instantiate inline library
+// code that the linker could pick for baseline callers. Not part of the public API.
 #pragma once
 
 #include <cstdint>
@@ -12,8 +12,9 @@ namespace tq::infer::detail {
 void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
                          int64_t n, int64_t D, float scale, float* scores, float* out,
                          int64_t ldo) noexcept;
-// fused_ops.cpp quant_span: q = clamp(round_half_even(x·(127/m)), ±127) with m = max|x|; returns m/127.
-// VCVTPS2DQ rounds half to even like the reference's 1.5·2^23 trick, so the bytes are identical.
+// fused_ops.cpp quant_span: q = clamp(round_half_even(x·(127/m)), ±127) with m = max|x|; returns
+// m/127. VCVTPS2DQ rounds half to even like the reference's 1.5·2^23 trick, so the bytes are
+// identical.
 float quant_span_avx512(const float* x, int64_t n, int8_t* q) noexcept;
 void swiglu_avx512(const float* gate, const float* up, int64_t F, float* out) noexcept;
 // fused_ops.h lm_head_int8 with VPDPBUSD: the activations are biased to u8 (q + 128, an XOR with

@@ -1,7 +1,7 @@
 // infer/fused_ops: the dispatched row kernels (AVX-512 where the ternary kernels run AVX-512 VNNI,
 // else the reference loops) against float64 references written here, and against the library's
-// reference loops: attention of a GQA group over the blocked K cache (ragged n, odd group sizes, head
-// dims the fast path takes and one it refuses), SwiGLU, the int8 LM head (exact), RMSNorm.
+// reference loops: attention of a GQA group over the blocked K cache (ragged n, odd group sizes,
+// head dims the fast path takes and one it refuses), SwiGLU, the int8 LM head (exact), RMSNorm.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -18,8 +18,8 @@ using namespace tq::infer;
 namespace {
 
 // softmax(scale·q·Kᵀ)·V in float64 for one query over n keys (K given row-major [n, D]).
-std::vector<double> attend_f64(const float* q, const std::vector<float>& K, const std::vector<float>& V,
-                               int64_t n, int64_t D, double scale) {
+std::vector<double> attend_f64(const float* q, const std::vector<float>& K,
+                               const std::vector<float>& V, int64_t n, int64_t D, double scale) {
   std::vector<double> s(static_cast<size_t>(n)), out(static_cast<size_t>(D), 0.0);
   double mx = -INFINITY;
   for (int64_t j = 0; j < n; ++j) {
@@ -31,7 +31,9 @@ std::vector<double> attend_f64(const float* q, const std::vector<float>& K, cons
   double sum = 0;
   for (double& v : s) sum += (v = std::exp(v - mx));
   for (int64_t j = 0; j < n; ++j) {
-    for (int64_t d = 0; d < D; ++d) out[static_cast<size_t>(d)] += s[static_cast<size_t>(j)] / sum * V[static_cast<size_t>(j * D + d)];
+    for (int64_t d = 0; d < D; ++d)
+      out[static_cast<size_t>(d)] +=
+          s[static_cast<size_t>(j)] / sum * V[static_cast<size_t>(j * D + d)];
   }
   return out;
 }
@@ -41,7 +43,8 @@ std::vector<double> attend_f64(const float* q, const std::vector<float>& K, cons
 TEST_CASE("fused ops: attend_group over the blocked K cache matches float64 and the reference") {
   Rng rng = test::make_rng(31);
   MESSAGE("AVX-512 row kernels active: " << fused_ops_avx512());
-  for (int64_t D : {16, 48, 64, 128, 160, 40}) {  // 40: not a multiple of 16, always the reference loop
+  for (int64_t D :
+       {16, 48, 64, 128, 160, 40}) {  // 40: not a multiple of 16, always the reference loop
     for (int64_t n : {1, 15, 16, 17, 70}) {
       for (int64_t nq : {1, 3, 4, 5}) {
         CAPTURE(D);
@@ -49,11 +52,13 @@ TEST_CASE("fused ops: attend_group over the blocked K cache matches float64 and 
         CAPTURE(nq);
         const int64_t S = 80;  // cache capacity (≥ n)
         std::vector<float> K(static_cast<size_t>(n * D)), V(static_cast<size_t>(S * D));
-        std::vector<float> Kt(static_cast<size_t>(kcache_elems(S, D)), 1e30f);  // unused slots poisoned
+        std::vector<float> Kt(static_cast<size_t>(kcache_elems(S, D)),
+                              1e30f);  // unused slots poisoned
         for (auto& v : K) v = static_cast<float>(rng.normal());
         for (auto& v : V) v = static_cast<float>(rng.normal());
         for (int64_t p = 0; p < n; ++p) {
-          for (int64_t d = 0; d < D; ++d) Kt[static_cast<size_t>(kcache_index(p, d, D))] = K[static_cast<size_t>(p * D + d)];
+          for (int64_t d = 0; d < D; ++d)
+            Kt[static_cast<size_t>(kcache_index(p, d, D))] = K[static_cast<size_t>(p * D + d)];
         }
         const int64_t ldq = D + 3;  // queries not packed back to back
         std::vector<float> q(static_cast<size_t>(nq * ldq));
@@ -63,7 +68,8 @@ TEST_CASE("fused ops: attend_group over the blocked K cache matches float64 and 
         std::vector<float> sc(static_cast<size_t>(nq * lds)), out(static_cast<size_t>(nq * D)),
             ref(static_cast<size_t>(nq * D));
         attend_group(q.data(), nq, ldq, Kt.data(), V.data(), n, D, scale, sc.data(), out.data(), D);
-        attend_group_ref(q.data(), nq, ldq, Kt.data(), V.data(), n, D, scale, sc.data(), ref.data(), D);
+        attend_group_ref(q.data(), nq, ldq, Kt.data(), V.data(), n, D, scale, sc.data(), ref.data(),
+                         D);
         double err = 0, err_ref = 0, mag = 0;
         for (int64_t i = 0; i < nq; ++i) {
           const std::vector<double> want = attend_f64(q.data() + i * ldq, K, V, n, D, scale);
@@ -89,8 +95,8 @@ TEST_CASE("fused ops: attend_group over the blocked K cache matches float64 and 
 TEST_CASE("fused ops: swiglu_row matches float64 silu(gate)·up, extremes included") {
   Rng rng = test::make_rng(32);
   for (int64_t F : {1, 17, 256}) {
-    std::vector<float> g(static_cast<size_t>(F)), u(static_cast<size_t>(F)), out(static_cast<size_t>(F)),
-        ref(static_cast<size_t>(F));
+    std::vector<float> g(static_cast<size_t>(F)), u(static_cast<size_t>(F)),
+        out(static_cast<size_t>(F)), ref(static_cast<size_t>(F));
     for (auto& v : g) v = static_cast<float>(rng.uniform(-30, 30));
     for (auto& v : u) v = static_cast<float>(rng.normal());
     if (F > 4) {
@@ -133,10 +139,13 @@ TEST_CASE("fused ops: lm_head_int8 equals the reference loop bit for bit") {
       CHECK(wsum[static_cast<size_t>(j)] == s);
     }
     const int64_t ldo = Vr + 2;
-    std::vector<float> got(static_cast<size_t>(T * ldo), -1.0f), want(static_cast<size_t>(T * ldo), -1.0f);
+    std::vector<float> got(static_cast<size_t>(T * ldo), -1.0f),
+        want(static_cast<size_t>(T * ldo), -1.0f);
     // Two ragged row ranges, as two threads would split them.
-    lm_head_int8(w.data(), sw.data(), wsum.data(), 0, 9, C, qx.data(), sx.data(), T, got.data(), ldo);
-    lm_head_int8(w.data(), sw.data(), wsum.data(), 9, Vr, C, qx.data(), sx.data(), T, got.data(), ldo);
+    lm_head_int8(w.data(), sw.data(), wsum.data(), 0, 9, C, qx.data(), sx.data(), T, got.data(),
+                 ldo);
+    lm_head_int8(w.data(), sw.data(), wsum.data(), 9, Vr, C, qx.data(), sx.data(), T, got.data(),
+                 ldo);
     lm_head_int8_ref(w.data(), sw.data(), 0, Vr, C, qx.data(), sx.data(), T, want.data(), ldo);
     CAPTURE(C);
     CHECK(got == want);
@@ -148,7 +157,8 @@ TEST_CASE("fused ops: lm_head_int8 equals the reference loop bit for bit") {
 TEST_CASE("fused ops: rms_norm_row matches float64") {
   Rng rng = test::make_rng(34);
   for (int64_t C : {1, 7, 8, 2048}) {
-    std::vector<float> x(static_cast<size_t>(C)), w(static_cast<size_t>(C)), y(static_cast<size_t>(C));
+    std::vector<float> x(static_cast<size_t>(C)), w(static_cast<size_t>(C)),
+        y(static_cast<size_t>(C));
     for (auto& v : x) v = static_cast<float>(10 * rng.normal());
     for (auto& v : w) v = static_cast<float>(rng.uniform(0.5, 1.5));
     rms_norm_row(x.data(), w.data(), C, 1e-5f, y.data());
