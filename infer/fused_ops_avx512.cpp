@@ -163,43 +163,24 @@ void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* K
       break;
   }
   for (int64_t k = 0; k < nq; ++k) softmax_inplace(scores + k * lds, n);
-  switch (D / 16) {
-    case 1:
-      pv_group<1>(scores, lds, nq, V, n, out, ldo);
-      break;
-    case 2:
-      pv_group<2>(scores, lds, nq, V, n, out, ldo);
-      break;
-    case 3:
-      pv_group<3>(scores, lds, nq, V, n, out, ldo);
-      break;
-    case 4:
-      pv_group<4>(scores, lds, nq, V, n, out, ldo);
-      break;
-    case 5:
-      pv_group<5>(scores, lds, nq, V, n, out, ldo);
-      break;
-    case 6:
-      pv_group<6>(scores, lds, nq, V, n, out, ldo);
-      break;
-    case 7:
-      pv_group<7>(scores, lds, nq, V, n, out, ldo);
-      break;
-    case 8:
-      pv_group<8>(scores, lds, nq, V, n, out, ldo);
-      break;
-    default:  // D = 144 … 256: one query and 16 lanes at a time, one chain per lane in s order
-      for (int64_t k = 0; k < nq; ++k) {
-        const float* p1 = scores + k * lds;
-        for (int64_t c = 0; c < D; c += 16) {
-          __m512 acc = _mm512_setzero_ps();
-          for (int64_t s = 0; s < n; ++s) {
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(p1[s]), _mm512_loadu_ps(V + s * D + c), acc);
-          }
-          _mm512_storeu_ps(out + k * ldo + c, acc);
-        }
+  // P·V templated on D/16 ≤ 8 (accumulators in registers); wider heads (D = 144 … 256) take one
+  // query and 16 lanes at a time, one chain per lane in s order.
+  using PvFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t);
+  static constexpr PvFn kPv[9] = {nullptr,     pv_group<1>, pv_group<2>, pv_group<3>, pv_group<4>,
+                                  pv_group<5>, pv_group<6>, pv_group<7>, pv_group<8>};
+  if (D / 16 <= 8) {
+    kPv[D / 16](scores, lds, nq, V, n, out, ldo);
+    return;
+  }
+  for (int64_t k = 0; k < nq; ++k) {
+    const float* p1 = scores + k * lds;
+    for (int64_t c = 0; c < D; c += 16) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t s = 0; s < n; ++s) {
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(p1[s]), _mm512_loadu_ps(V + s * D + c), acc);
       }
-      break;
+      _mm512_storeu_ps(out + k * ldo + c, acc);
+    }
   }
 }
 
