@@ -333,23 +333,6 @@ TEST_CASE("engine: the Tequila bias is added before RoPE for q and k") {
   CHECK(d_after > 1e-2);
 }
 
-TEST_CASE("engine: int8 LM head stays within its bound of the f32 head") {
-  auto m = tiny_model(30);
-  quant::quantize_model(*m, tequila_cfg());
-  const auto ids = prompt(8, 31);
-  EngineOptions o8, o32, obf;
-  o32.lm_head = "f32";
-  obf.lm_head = "bf16";
-  const auto l8 = run(*lower(*m, o8), ids);
-  const auto l32 = run(*lower(*m, o32), ids);
-  const auto lbf = run(*lower(*m, obf), ids);
-  const double d8 = rel_max_diff(l8, l32), dbf = rel_max_diff(lbf, l32);
-  MESSAGE("int8 head vs f32 head: " << d8 << "; bf16 head vs f32 head: " << dbf);
-  CHECK(d8 < 2e-2);
-  CHECK(d8 > 0);
-  CHECK(dbf < 1e-2);
-}
-
 TEST_CASE("engine: prefill equals token-by-token decode and chunked prefill") {
   auto m = tiny_model(40);
   quant::quantize_model(*m, tequila_cfg());
@@ -649,17 +632,24 @@ TEST_CASE("engine: perplexity cost of int8 activations (measurement)" * doctest:
 
 // ---- q4 LM head (infer/q4_head.h) ----
 
-TEST_CASE("engine: q4 LM head stays within its bound of the f32 head") {
+// One model, every head against the f32 head (each lowered once).
+TEST_CASE("engine: int8, bf16 and q4 LM heads stay within their bounds of the f32 head") {
   auto m = tiny_model(30);
   quant::quantize_model(*m, tequila_cfg());
   const auto ids = prompt(8, 31);
-  EngineOptions o8, o32, o4;
+  EngineOptions o8, o32, obf, o4;
   o32.lm_head = "f32";
+  obf.lm_head = "bf16";
   o4.lm_head = "q4";
   const auto l8 = run(*lower(*m, o8), ids);
   const auto l32 = run(*lower(*m, o32), ids);
+  const auto lbf = run(*lower(*m, obf), ids);
   const auto l4 = run(*lower(*m, o4), ids);
-  const double d8 = rel_max_diff(l8, l32), d4 = rel_max_diff(l4, l32);
+  const double d8 = rel_max_diff(l8, l32), dbf = rel_max_diff(lbf, l32), d4 = rel_max_diff(l4, l32);
+  MESSAGE("int8 head vs f32 head: " << d8 << "; bf16 head vs f32 head: " << dbf);
+  CHECK(d8 < 2e-2);
+  CHECK(d8 > 0);
+  CHECK(dbf < 1e-2);
   // The f32 head on the q4-dequantized weights, computed here in float64 (α = max|w|/7 rounded to
   // f16, codes round-half-even): what is left is the int8 activation error, the int8 head's bound.
   Tensor hw = m->lm_head_weight().value();
