@@ -10,6 +10,7 @@
 #include "autograd/rope.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
+#include "core/spin_barrier.h"
 #include "infer/fused_ops.h"
 #include "infer/q4_head.h"
 
@@ -57,11 +58,19 @@ struct Layer {
 struct Ctx {
   bool in_region = false;
   int tid = 0, nt = 1;
+  SpinBarrier* bar = nullptr;  // in a region: the team's barrier (Note [Decode with few barriers])
+  void sync() const {
+    if (bar != nullptr) {
+      bar->wait();
+    } else {
+#pragma omp barrier
+    }
+  }
   template <class F>
   void run(const F& f) const {
     if (in_region) {
       f(tid, nt);
-#pragma omp barrier
+      sync();
     } else if (nt == 1) {
       f(0, 1);
     } else {
@@ -128,7 +137,7 @@ struct Engine::State {
             const Ctx& ctx);
   // Decode of one token inside the step's parallel region (all-ternary plans, nt > 1) with 5
   // barriers per layer instead of 9: see Note [Decode with few barriers].
-  void decode_step(int32_t id, float* logits, int tid, int nt_);
+  void decode_step(int32_t id, float* logits, const Ctx& ctx);
   struct ThreadScratch {  // private per-thread buffers of decode_step
     Tensor h, xn, hf;     // f32 [C], [C], [F]
     Tensor hq;            // i8 [C] (int8 head activations)
@@ -568,14 +577,15 @@ void Engine::State::head_rows(int64_t b, int64_t e, const float* hn, const int8_
 
 // Note [Decode with few barriers]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// A decode step is bandwidth-bound and short (≈ 1 ms per layer), so each barrier (µs, more with
-// OMP_WAIT_POLICY=passive) counts. Every op whose input is one token's full vector (residual add,
+// A decode step is bandwidth-bound and short (≈ 0.7 ms per layer), so each barrier (≈ 0.4 µs with
+// tq::SpinBarrier, Ctx::sync) counts. Every op whose input is one token's full vector (residual add,
 // RMSNorm, int8 quantization, SwiGLU) is computed by every thread redundantly into its own scratch, so
 // the only barriers left are after each row-partitioned linear and after attention: 5 per layer.
 // The residual stream alternates between two buffers (x and x2): a phase reads all of `cur` (and
 // tmp) and writes only its thread's slice of `nxt`, so no thread writes what another may still read.
 // The arithmetic is that of step() (same functions, same order), so logits are bit-identical.
-void Engine::State::decode_step(int32_t id, float* logits, int tid, int n) {
+void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
+  const int tid = ctx.tid, n = ctx.nt;
   const int64_t p0 = pos, half = D / 2, group = H / Hkv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   ThreadScratch& me = scratch[static_cast<size_t>(tid)];
@@ -616,7 +626,7 @@ void Engine::State::decode_step(int32_t id, float* logits, int tid, int n) {
     residual_norm(ly.attn_norm);
     quantize_act_row(xnp, 0, me.qc);
     rows(ly.qkv, me.qc, qkvp, qkv.size(1));
-#pragma omp barrier
+    ctx.sync();
     const int64_t kstride = kcache_elems(S, D);
     float* kl = kc.data<float>() + l * Hkv * kstride;
     float* vl = vc.data<float>() + l * Hkv * S * D;
@@ -631,19 +641,19 @@ void Engine::State::decode_step(int32_t id, float* logits, int tid, int n) {
       attend_group(qkvp + kh * group * D, group, D, kt, vl + kh * S * D, p0 + 1, D, scale, sc,
                    attp + kh * group * D, D);
     }
-#pragma omp barrier
+    ctx.sync();
     quantize_act_row(attp, 0, me.qhd);
     rows(ly.o, me.qhd, tp, tmp.size(1));
     have_tmp = true;
-#pragma omp barrier
+    ctx.sync();
     residual_norm(ly.mlp_norm);
     quantize_act_row(xnp, 0, me.qc);
     rows(ly.gu, me.qc, gup, gu.size(1));
-#pragma omp barrier
+    ctx.sync();
     swiglu_row(gup, gup + F, F, hfp);
     quantize_act_row(hfp, 0, me.qf);
     rows(ly.down, me.qf, tp, tmp.size(1));
-#pragma omp barrier
+    ctx.sync();
   }
   // Final residual and norm (redundant per thread), then this thread's rows of the LM head.
   for (int64_t c = 0; c < C; ++c) h[c] = cur[c];
@@ -722,14 +732,16 @@ void Engine::forward(const int32_t* ids, int64_t n, float* logits, bool all_logi
     if (s.all_ternary && s.nt > 1) {
       // The whole step in one parallel region; ops are separated by barriers (Ctx::run).
       const int nt = s.nt;
+      SpinBarrier bar(nt);
 #pragma omp parallel num_threads(nt)
       {
         Ctx ctx;
         ctx.in_region = true;
         ctx.tid = omp_get_thread_num();
         ctx.nt = omp_get_num_threads();
+        ctx.bar = ctx.nt == bar.size() ? &bar : nullptr;  // a smaller team: omp barriers
         if (T == 1 && ctx.nt == nt && want_head) {
-          s.decode_step(ids[done], out, ctx.tid, ctx.nt);
+          s.decode_step(ids[done], out, ctx);
         } else {
           s.step(ids + done, T, out, all_logits, want_head, ctx);
         }
