@@ -1,9 +1,9 @@
 // llama-bench-like throughput of a LanguageModel: pp<N> (prefill N tokens from an empty context, one
 // forward) and tg<N> (decode N tokens one at a time from an empty context), each repeated and
 // summarised by the median tokens/s, per thread count. Next to tokens/s it reports the bytes of
-// weights read per token, the achieved GB/s against a read-bandwidth probe run in the same process,
-// and for prefill the achieved GOP/s (2 ops per multiply-add over the matmul weights) against the
-// int8 dot-product peak probe. Prefill computes the last token's logits only (as llama-bench), so its
+// weights read per token, the achieved GB/s against a read-bandwidth probe run in the same process
+// next to every repetition (Note [Probe next to each rep] in bench.cpp), and for prefill the achieved
+// GOP/s (2 ops per multiply-add over the matmul weights) against the int8 dot-product peak probe. Prefill computes the last token's logits only (as llama-bench), so its
 // GOP/s counts the LM head once per prompt, not once per token.
 //
 //   BenchOptions o;  o.threads = {1, 2};
@@ -53,7 +53,9 @@ struct BenchRow {
   double median_tps = 0;
   double bytes_per_token = 0;
   double achieved_gbs = 0;     // bytes_per_token * median_tps / 1e9
-  double probe_gbs = 0;        // read-bandwidth probe at this thread count (NaN when not run)
+  double probe_gbs = 0;        // median read-bandwidth probe next to this test's reps (NaN: not run)
+  std::vector<double> probe_reps_gbs;  // the probes: before each timed rep, then after the last
+  double probe_fraction = 0;   // median over reps of achieved GB/s / mean of the probes around it
   double achieved_gops = 0;    // 2 * macs * median_tps / 1e9
   double peak_gops = 0;        // int8 dot-product peak probe (NaN when not available)
   std::string model;           // describe()

@@ -60,20 +60,28 @@ uint64_t read_stream(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-double read_bandwidth_gbs(int threads, size_t bytes) {
+ReadBandwidthProbe::ReadBandwidthProbe(int threads, size_t bytes) : threads_(threads) {
   TQ_CHECK(threads >= 1, "[read_bandwidth_gbs] threads ({}) must be ≥ 1", threads);
-  const size_t per = bytes / 256 / static_cast<size_t>(threads) * 256;  // per-thread slice
-  TQ_CHECK(per > 0, "[read_bandwidth_gbs] {} bytes is too small for {} threads", bytes, threads);
-  const Tensor buf = Tensor::empty({static_cast<int64_t>(per * threads)}, DType::u8);
-  uint8_t* p = buf.data<uint8_t>();
-  volatile uint64_t sink = 0;
+  per_ = bytes / 256 / static_cast<size_t>(threads) * 256;  // per-thread slice
+  TQ_CHECK(per_ > 0, "[read_bandwidth_gbs] {} bytes is too small for {} threads", bytes, threads);
+  buf_ = Tensor::empty({static_cast<int64_t>(per_ * static_cast<size_t>(threads))}, DType::u8);
+  uint8_t* p = buf_.data<uint8_t>();
+  const size_t per = per_;
 #pragma omp parallel num_threads(threads)
   {
     const size_t t = static_cast<size_t>(omp_get_thread_num());
     for (size_t i = 0; i < per; ++i) p[t * per + i] = static_cast<uint8_t>(i * 131 + t);
   }
+}
+
+double ReadBandwidthProbe::measure(int reps) const {
+  TQ_CHECK(reps >= 1, "[ReadBandwidthProbe] reps ({}) must be ≥ 1", reps);
+  const uint8_t* p = buf_.data<uint8_t>();
+  const size_t per = per_;
+  const int threads = threads_;
+  volatile uint64_t sink = 0;
   std::vector<double> gbs;
-  for (int rep = 0; rep < 10; ++rep) {
+  for (int rep = 0; rep <= reps; ++rep) {
     uint64_t acc = 0;
     const auto t0 = Clock::now();
 #pragma omp parallel num_threads(threads) reduction(^ : acc)
@@ -83,10 +91,12 @@ double read_bandwidth_gbs(int threads, size_t bytes) {
     }
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     sink = sink ^ acc;
-    if (rep > 0) gbs.push_back(static_cast<double>(per * threads) / s * 1e-9);  // rep 0: warm-up
+    if (rep > 0) gbs.push_back(static_cast<double>(per * static_cast<size_t>(threads)) / s * 1e-9);  // rep 0: warm-up
   }
   return median(gbs);
 }
+
+double read_bandwidth_gbs(int threads, size_t bytes) { return ReadBandwidthProbe(threads, bytes).measure(); }
 
 double int8_dot_peak_gops(int threads, KernelIsa isa) {
   TQ_CHECK(threads >= 1, "[int8_dot_peak_gops] threads ({}) must be ≥ 1", threads);

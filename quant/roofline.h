@@ -8,6 +8,7 @@
 
 #include <cstddef>
 
+#include "core/tensor.h"
 #include "quant/ternary_pack.h"
 
 namespace tq::quant {
@@ -15,6 +16,20 @@ namespace tq::quant {
 // Reads a `bytes` buffer (first-touched by the same threads; rounded down to 256-byte multiples)
 // with wide loads, each thread its contiguous slice; median of 9 reps after a warm-up.
 double read_bandwidth_gbs(int threads, size_t bytes = size_t{256} << 20);
+
+// The same probe with its buffer kept, to measure again and again (`tqinfer bench` measures it next
+// to every repetition, since this machine's bandwidth drifts between minutes).
+class ReadBandwidthProbe {
+ public:
+  ReadBandwidthProbe(int threads, size_t bytes = size_t{256} << 20);  // allocates, first-touches
+  double measure(int reps = 9) const;  // GB/s, median of reps after a warm-up pass
+  int threads() const { return threads_; }
+
+ private:
+  int threads_;
+  size_t per_ = 0;
+  Tensor buf_;
+};
 // Register-only VPDPBUSD chains (AVX-512 VNNI zmm, AVX-VNNI ymm) or VPMADDUBSW+VPADDW (AVX2) on every
 // thread, each timed in thread CPU time (time descheduled on a shared machine is not counted); best
 // of 5 runs of ~50 ms. Counts 2 ops per multiply-add. 0 for KernelIsa::scalar.

@@ -1,5 +1,6 @@
-// infer/bench: the rows' arithmetic (median, bytes per token, GB/s, GOP/s) on a toy model, the matmul
-// multiply-add count against LLaMA-3.2-1B's published parameter count, and argument errors.
+// infer/bench: the rows' arithmetic (median, bytes per token, GB/s, GOP/s, fraction of the probes next
+// to the reps) on a toy model, the matmul multiply-add count against LLaMA-3.2-1B's published
+// parameter count, and argument errors.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -44,6 +45,27 @@ TEST_CASE("bench: pp and tg rows, medians and derived rates") {
   const Json j = infer::bench_json(rows);
   CHECK(j.size() == 2);
   CHECK(j[0]["probe_read_gbs"].is_null());
+  CHECK(j[0]["fraction_of_probe"].is_null());
+
+  // With probes: one before each timed rep and one after the last; rep i is compared with the mean
+  // of the probes on its two sides, the row with the median of those fractions.
+  o.probes = true;
+  o.probe_bytes = size_t{1} << 20;
+  const auto probed = infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o);
+  for (const auto& r : probed) {
+    REQUIRE(r.probe_reps_gbs.size() == 4);
+    std::vector<double> f, p = r.probe_reps_gbs;
+    for (size_t i = 0; i < 3; ++i) {
+      CHECK(p[i] > 0);
+      f.push_back(r.bytes_per_token * r.tokens_per_s[i] / 1e9 / (0.5 * (p[i] + p[i + 1])));
+    }
+    std::sort(f.begin(), f.end());
+    std::sort(p.begin(), p.end());
+    CHECK(r.probe_fraction == doctest::Approx(f[1]));
+    CHECK(r.probe_gbs == doctest::Approx(0.5 * (p[1] + p[2])));
+  }
+  CHECK(infer::bench_json(probed)[1]["probe_read_gbs_reps"].size() == 4);
+  o.probes = false;
 
   o.n_prompt = 100;  // more than the toy's context of 64
   CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o),
