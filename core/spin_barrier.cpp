@@ -33,11 +33,17 @@ SpinBarrier::SpinBarrier(int threads) : n_(threads) {
 void SpinBarrier::wait() noexcept {
   if (n_ == 1) return;
   const unsigned gen = generation_.load(std::memory_order_relaxed);
-  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
-    arrived_.store(0, std::memory_order_relaxed);
-    generation_.store(gen + 1, std::memory_order_release);
-    return;
-  }
+  if (!arrive(gen)) wait_for(gen);
+}
+
+bool SpinBarrier::arrive(unsigned gen) noexcept {
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) != n_ - 1) return false;
+  arrived_.store(0, std::memory_order_relaxed);
+  generation_.store(gen + 1, std::memory_order_release);
+  return true;
+}
+
+void SpinBarrier::wait_for(unsigned gen) const noexcept {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   bool yielding = false;

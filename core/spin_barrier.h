@@ -23,11 +23,26 @@ class SpinBarrier {
   SpinBarrier& operator=(const SpinBarrier&) = delete;
 
   void wait() noexcept;
+  // The same, but a thread that has to wait first calls idle() until it returns false or the last
+  // thread arrives (whichever comes first): useful work for early arrivals, e.g. pulling the next op's
+  // weights into cache (Note [Warm while waiting] in infer/engine.cpp). idle() must be short (≪ µs).
+  template <class F>
+  void wait(F&& idle) noexcept {
+    if (n_ == 1) return;
+    const unsigned gen = generation_.load(std::memory_order_relaxed);
+    if (arrive(gen)) return;
+    while (generation_.load(std::memory_order_acquire) == gen && idle()) {
+    }
+    wait_for(gen);
+  }
   int size() const { return n_; }
 
   static constexpr long kSpinNs = 50'000;  // spin this long, then yield between checks
 
  private:
+  bool arrive(unsigned gen) noexcept;        // true for the last thread, which has released the rest
+  void wait_for(unsigned gen) const noexcept;  // until the generation moves past gen
+
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<unsigned> generation_{0};
   int n_;

@@ -67,6 +67,14 @@ struct Ctx {
     }
   }
   template <class F>
+  void sync(F&& idle) const {  // idle(): SpinBarrier::wait(idle); omp barriers have no idle hook
+    if (bar != nullptr) {
+      bar->wait(idle);
+    } else {
+#pragma omp barrier
+    }
+  }
+  template <class F>
   void run(const F& f) const {
     if (in_region) {
       f(tid, nt);
@@ -85,6 +93,57 @@ inline void split(int64_t n, int tid, int nt, int64_t& b, int64_t& e) {
   b = n * tid / nt;
   e = n * (tid + 1) / nt;
 }
+
+// Note [Warm while waiting]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// In a decode step the two threads rarely reach a barrier together: on this shared VM one core runs
+// a few % slower than the other from one op to the next, and the early thread used to spin for ≈ 8%
+// of the step. Each core's memory pipeline then idles, although the bandwidth available here grows
+// with the number of cores streaming (the read probe: ≈ 33 GB/s on 1 thread, ≈ 65 on 2). So a thread
+// that waits reads the start of its own share of the next op's weights (codes and, 1/16 as many, α;
+// or its LM-head rows), 4 KiB per call of SpinBarrier::wait's idle hook, up to kWarmBytes, which
+// then sit in its L2 when the op starts. The reads are plain 8-byte loads, one per 64-byte line,
+// so many are in flight at once (the read probe's pattern); results are unaffected.
+constexpr size_t kWarmBytes = size_t{384} << 10;  // of the primary span; L2 is 1 MiB on this CPU
+
+class Warm {
+ public:
+  Warm() = default;
+  // Primary span [p, p + n) up to kWarmBytes; the secondary [p2, p2 + n2) in proportion.
+  Warm(const void* p, size_t n, const void* p2, size_t n2)
+      : p_(static_cast<const uint8_t*>(p)), n_(std::min(n, kWarmBytes)),
+        p2_(static_cast<const uint8_t*>(p2)),
+        n2_(n == 0 ? 0 : std::min(n2, n2 * n_ / n)) {}
+  bool operator()() {  // touch the next 4 KiB (and its share of the secondary); false when done
+    if (at_ >= n_) return false;
+    const size_t end = std::min(n_, at_ + 4096);
+    uint64_t acc = touch(p_, at_, end);
+    if (p2_ != nullptr && n2_ > 0) {
+      const size_t b2 = at_ * n2_ / n_, e2 = end >= n_ ? n2_ : end * n2_ / n_;
+      acc ^= touch(p2_, b2, e2);
+    }
+    at_ = end;
+    sink_ = sink_ ^ acc;
+    return at_ < n_;
+  }
+
+ private:
+  static uint64_t touch(const uint8_t* p, size_t b, size_t e) {
+    uint64_t acc = 0;
+    for (size_t i = b & ~size_t{63}; i + sizeof(uint64_t) <= e; i += 64) {
+      uint64_t v;
+      std::memcpy(&v, p + i, sizeof v);
+      acc ^= v;
+    }
+    return acc;
+  }
+  const uint8_t* p_ = nullptr;
+  size_t n_ = 0;
+  const uint8_t* p2_ = nullptr;
+  size_t n2_ = 0;
+  size_t at_ = 0;
+  volatile uint64_t sink_ = 0;
+};
 
 }  // namespace
 
@@ -138,6 +197,9 @@ struct Engine::State {
   // Decode of one token inside the step's parallel region (all-ternary plans, nt > 1) with 5
   // barriers per layer instead of 9: see Note [Decode with few barriers].
   void decode_step(int32_t id, float* logits, const Ctx& ctx);
+  // This thread's share of a packed linear / of the LM head, for Note [Warm while waiting].
+  Warm warm_rows(const Mat& m, int tid, int n) const;
+  Warm warm_head(int tid, int n) const;
   struct ThreadScratch {  // private per-thread buffers of decode_step
     Tensor h, xn, hf;     // f32 [C], [C], [F]
     Tensor hq;            // i8 [C] (int8 head activations)
@@ -575,6 +637,24 @@ void Engine::State::head_rows(int64_t b, int64_t e, const float* hn, const int8_
   }
 }
 
+Warm Engine::State::warm_rows(const Mat& m, int tid, int n) const {
+  int64_t b, e;
+  split(m.packed.rows_padded / kq::kTileRows, tid, n, b, e);
+  const size_t code_block = static_cast<size_t>(m.packed.cols / kq::kTileCols * kq::kTileBytes);
+  const size_t scale_block = static_cast<size_t>(m.packed.groups() * kq::kTileRows) * 2;  // f16
+  const auto nb = static_cast<size_t>(e - b), ub = static_cast<size_t>(b);
+  return Warm(m.packed.codes.data<uint8_t>() + ub * code_block, nb * code_block,
+              static_cast<const uint8_t*>(m.packed.scales.raw_data()) + ub * scale_block,
+              nb * scale_block);
+}
+
+Warm Engine::State::warm_head(int tid, int n) const {
+  if (head_kind != "int8") return {};  // the default head; the others are not warmed
+  int64_t b, e;
+  split(V, tid, n, b, e);
+  return Warm(head_w.data<int8_t>() + b * C, static_cast<size_t>((e - b) * C), nullptr, 0);
+}
+
 // Note [Decode with few barriers]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // A decode step is bandwidth-bound and short (≈ 0.7 ms per layer), so each barrier (≈ 0.4 µs with
@@ -626,7 +706,7 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
     residual_norm(ly.attn_norm);
     quantize_act_row(xnp, 0, me.qc);
     rows(ly.qkv, me.qc, qkvp, qkv.size(1));
-    ctx.sync();
+    ctx.sync(warm_rows(ly.o, tid, n));
     const int64_t kstride = kcache_elems(S, D);
     float* kl = kc.data<float>() + l * Hkv * kstride;
     float* vl = vc.data<float>() + l * Hkv * S * D;
@@ -641,19 +721,19 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
       attend_group(qkvp + kh * group * D, group, D, kt, vl + kh * S * D, p0 + 1, D, scale, sc,
                    attp + kh * group * D, D);
     }
-    ctx.sync();
+    ctx.sync(warm_rows(ly.o, tid, n));
     quantize_act_row(attp, 0, me.qhd);
     rows(ly.o, me.qhd, tp, tmp.size(1));
     have_tmp = true;
-    ctx.sync();
+    ctx.sync(warm_rows(ly.gu, tid, n));
     residual_norm(ly.mlp_norm);
     quantize_act_row(xnp, 0, me.qc);
     rows(ly.gu, me.qc, gup, gu.size(1));
-    ctx.sync();
+    ctx.sync(warm_rows(ly.down, tid, n));
     swiglu_row(gup, gup + F, F, hfp);
     quantize_act_row(hfp, 0, me.qf);
     rows(ly.down, me.qf, tp, tmp.size(1));
-    ctx.sync();
+    ctx.sync(l + 1 < L ? warm_rows(layers[static_cast<size_t>(l + 1)].qkv, tid, n) : warm_head(tid, n));
   }
   // Final residual and norm (redundant per thread), then this thread's rows of the LM head.
   for (int64_t c = 0; c < C; ++c) h[c] = cur[c];

@@ -216,17 +216,16 @@ void swiglu_avx512(const float* gate, const float* up, int64_t F, float* out) no
 
 namespace {
 
-// Σ_i (q_i + 128)·w_i over one row of C bytes, two accumulators (even / odd 64-byte chunks), the
-// row prefetched 2 KiB ahead. One row at a time streams the matrix strictly sequentially: taking 4
-// rows at once (4 interleaved streams 2 KiB apart) ran at 13 GB/s against 24 GB/s for this on one
-// thread (docs/infer.md, "LM head").
+// Σ_i (q_i + 128)·w_i over one row of C bytes, two accumulators (even / odd 64-byte chunks). One row
+// at a time streams the matrix strictly sequentially: taking 4 rows at once (4 interleaved streams
+// 2 KiB apart) ran at 13 GB/s against 24 GB/s for this on one thread (docs/infer.md, "LM head"). No
+// software prefetch: this one stream is the hardware prefetcher's best case, and prefetching 1–4 KiB
+// ahead was 4–15% slower (alternated in one process, 1 and 2 threads).
 inline int32_t head_row(const int8_t* w, int64_t C, const int8_t* x) {
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
   int64_t i = 0;
   for (; i + 128 <= C; i += 128) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + i + 2048), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(w + i + 2048 + 64), _MM_HINT_T0);
     a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(x + i), bias),
                              _mm512_loadu_si512(w + i));
     a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512(x + i + 64), bias),

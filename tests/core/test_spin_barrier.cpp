@@ -1,6 +1,7 @@
 // tq::SpinBarrier: every thread sees every other thread's writes from before a barrier, over many
-// rounds (the counter and generation are reused); a team larger than the cores still finishes (the
-// yield path); one thread never waits; a bad size is an error.
+// rounds (the counter and generation are reused); the idle hook runs only in early arrivals and
+// stops when it returns false; a team larger than the cores still finishes (the yield path); one
+// thread never waits; a bad size is an error.
 #include <omp.h>
 
 #include <algorithm>
@@ -52,6 +53,33 @@ TEST_CASE("SpinBarrier orders the team's writes over many rounds") {
 TEST_CASE("SpinBarrier: a team larger than the cores finishes (yield path)") {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   CHECK(stale_reads(2 * cores + 1, 50) == 0);
+}
+
+TEST_CASE("SpinBarrier::wait(idle): early arrivals run idle() until it is done or the last arrives") {
+  tq::SpinBarrier bar(2);
+  std::atomic<int> calls{0}, late_calls{0};
+  int64_t seen = -1;
+  int team = 0;
+  int64_t shared = 0;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    team = omp_get_num_threads();
+    if (team == 2) {
+      if (omp_get_thread_num() == 1) {  // arrives once thread 0 has idled 5 times, after writing
+        while (calls.load() < 5) std::this_thread::yield();
+        shared = 42;
+        bar.wait([&] { late_calls.fetch_add(1); return true; });  // last: never idles
+      } else {
+        bar.wait([&] { return calls.fetch_add(1) + 1 < 5; });  // idles 5 times, then just waits
+        seen = shared;
+      }
+    }
+  }
+  REQUIRE(team == 2);
+  CHECK(calls.load() == 5);
+  CHECK(late_calls.load() == 0);
+  CHECK(seen == 42);
 }
 
 TEST_CASE("SpinBarrier of one thread returns at once; size must be ≥ 1") {
