@@ -24,8 +24,9 @@ class SpinBarrier {
 
   void wait() noexcept;
   // The same, but a thread that has to wait first calls idle() until it returns false or the last
-  // thread arrives (whichever comes first): useful work for early arrivals, e.g. pulling the next op's
-  // weights into cache (Note [Warm while waiting] in infer/engine.cpp). idle() must be short (≪ µs).
+  // thread arrives (whichever comes first): useful work for early arrivals, e.g. pulling the next
+  // op's weights into cache (Note [Warm while waiting] in infer/engine.cpp). idle() must be short
+  // (≪ µs).
   template <class F>
   void wait(F&& idle) noexcept {
     if (n_ == 1) return;
@@ -40,7 +41,7 @@ class SpinBarrier {
   static constexpr long kSpinNs = 50'000;  // spin this long, then yield between checks
 
  private:
-  bool arrive(unsigned gen) noexcept;        // true for the last thread, which has released the rest
+  bool arrive(unsigned gen) noexcept;  // true for the last thread, which has released the rest
   void wait_for(unsigned gen) const noexcept;  // until the generation moves past gen
 
   alignas(64) std::atomic<int> arrived_{0};

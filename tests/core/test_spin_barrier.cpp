@@ -55,7 +55,8 @@ TEST_CASE("SpinBarrier: a team larger than the cores finishes (yield path)") {
   CHECK(stale_reads(2 * cores + 1, 50) == 0);
 }
 
-TEST_CASE("SpinBarrier::wait(idle): early arrivals run idle() until it is done or the last arrives") {
+TEST_CASE(
+    "SpinBarrier::wait(idle): early arrivals run idle() until it is done or the last arrives") {
   tq::SpinBarrier bar(2);
   std::atomic<int> calls{0}, late_calls{0};
   int64_t seen = -1;
@@ -69,7 +70,10 @@ TEST_CASE("SpinBarrier::wait(idle): early arrivals run idle() until it is done o
       if (omp_get_thread_num() == 1) {  // arrives once thread 0 has idled 5 times, after writing
         while (calls.load() < 5) std::this_thread::yield();
         shared = 42;
-        bar.wait([&] { late_calls.fetch_add(1); return true; });  // last: never idles
+        bar.wait([&] {
+          late_calls.fetch_add(1);
+          return true;
+        });  // last: never idles
       } else {
         bar.wait([&] { return calls.fetch_add(1) + 1 < 5; });  // idles 5 times, then just waits
         seen = shared;
