@@ -745,6 +745,7 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   int64_t b, e;
   split(V, tid, n, b, e);
   head_rows(b, e, xnp, hqp, &hsv, gsp, 1, logits);
+  ctx.sync(warm_rows(layers[0].qkv, tid, n));  // the next token starts there
 }
 
 Engine::Engine(EnginePlan plan, const EngineOptions& opts, const std::string& source)
