@@ -11,6 +11,7 @@
 #include "core/gemm.h"
 #include "core/parallel.h"
 #include "core/spin_barrier.h"
+#include "core/work_shares.h"
 #include "infer/fused_ops.h"
 #include "infer/q4_head.h"
 
@@ -106,6 +107,18 @@ inline void split(int64_t n, int tid, int nt, int64_t& b, int64_t& e) {
 // so many are in flight at once (the read probe's pattern); results are unaffected.
 constexpr size_t kWarmBytes = size_t{384} << 10;  // of the primary span; L2 is 1 MiB on this CPU
 
+// Note [Work stealing in decode]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Equal static shares still leave one thread waiting at each barrier of a decode step when its core
+// runs slower for a while (≈ 7% of the step on this VM, measured per barrier). So each row-partitioned
+// op hands out its rows through tq::WorkShares: a thread takes ≈ 128 KiB chunks (an even number of
+// row blocks; kHeadChunkRows head rows) from the front of its own static share, in order, so its
+// weight stream is the same as before, and when that is done it takes chunks from the back of the
+// other's share. Each row is still computed by exactly one thread with the same arithmetic, so the
+// logits do not change. Warming (Note [Warm while waiting]) still covers the last stretch: the start
+// of the next op's static share is where its owner begins.
+constexpr int64_t kHeadChunkRows = 256;  // 512 KiB of the int8 head at C = 2048; a multiple of 16
+
 class Warm {
  public:
   Warm() = default;
@@ -174,6 +187,10 @@ struct Engine::State {
   int nt = 1;
   kq::KernelIsa isa{};
   int64_t pos = 0;
+  // decode_step's row shares (Note [Work stealing in decode]): 4 per layer (qkv, o, gu, down), then
+  // the head; `steps` counts decode steps (read by every thread of the step's region).
+  std::vector<WorkShares> shares;
+  uint64_t steps = 0;
 
   // Buffers (Tc = max tokens per step, S = max context).
   Tensor x, xn, qkv, att, tmp, gu, hf;  // f32 [Tc, C | C | qkv_rows | H*D | C | 2F | F]
@@ -395,6 +412,11 @@ void Engine::State::alloc() {
   act_buffers_alloc(full_f, Tc, F, opts.act_scale);
   if (all_ternary && nt > 1) {
     scratch.resize(static_cast<size_t>(nt));
+    TQ_CHECK(V < WorkShares::kMaxUnits, "[engine] {}: vocabulary of {} rows; decode on {} threads "
+             "handles at most {}", source, V, nt, WorkShares::kMaxUnits - 1);
+    shares.clear();
+    shares.reserve(static_cast<size_t>(4 * L + 1));
+    for (int64_t i = 0; i < 4 * L + 1; ++i) shares.emplace_back(nt);
     for (ThreadScratch& sc : scratch) {
       sc.h = Tensor::zeros({C});
       sc.xn = Tensor::zeros({C});
@@ -694,10 +716,15 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
     cur = nxt;  // complete after the next barrier, the only point where it is read again
     nb ^= 1;
   };
-  auto rows = [&](const Mat& m, const kq::QuantizedActs& a, float* y, int64_t ldy) {
+  const uint64_t step = steps;
+  auto rows = [&](const Mat& m, int64_t op, const kq::QuantizedActs& a, float* y, int64_t ldy) {
+    const int64_t blocks = m.packed.rows_padded / kq::kTileRows;
+    // ≈ 128 KiB of codes per chunk, an even number of row blocks (the GEMV pairs them)
+    const int64_t block_bytes = m.packed.cols / kq::kTileCols * kq::kTileBytes;
+    const int64_t chunk = std::max<int64_t>(2, (int64_t{128} << 10) / block_bytes / 2 * 2);
+    WorkShares& ws = shares[static_cast<size_t>(op)];
     int64_t b, e;
-    split(m.packed.rows_padded / kq::kTileRows, tid, n, b, e);
-    if (b < e) {
+    while (ws.next(tid, blocks, chunk, step, b, e)) {
       kq::ternary_gemm_rows_unchecked(m.packed, a, b * kq::kTileRows, e * kq::kTileRows, y, ldy, isa);
     }
   };
@@ -705,7 +732,7 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
     const Layer& ly = layers[static_cast<size_t>(l)];
     residual_norm(ly.attn_norm);
     quantize_act_row(xnp, 0, me.qc);
-    rows(ly.qkv, me.qc, qkvp, qkv.size(1));
+    rows(ly.qkv, 4 * l, me.qc, qkvp, qkv.size(1));
     ctx.sync(warm_rows(ly.o, tid, n));
     const int64_t kstride = kcache_elems(S, D);
     float* kl = kc.data<float>() + l * Hkv * kstride;
@@ -723,16 +750,16 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
     }
     ctx.sync(warm_rows(ly.o, tid, n));
     quantize_act_row(attp, 0, me.qhd);
-    rows(ly.o, me.qhd, tp, tmp.size(1));
+    rows(ly.o, 4 * l + 1, me.qhd, tp, tmp.size(1));
     have_tmp = true;
     ctx.sync(warm_rows(ly.gu, tid, n));
     residual_norm(ly.mlp_norm);
     quantize_act_row(xnp, 0, me.qc);
-    rows(ly.gu, me.qc, gup, gu.size(1));
+    rows(ly.gu, 4 * l + 2, me.qc, gup, gu.size(1));
     ctx.sync(warm_rows(ly.down, tid, n));
     swiglu_row(gup, gup + F, F, hfp);
     quantize_act_row(hfp, 0, me.qf);
-    rows(ly.down, me.qf, tp, tmp.size(1));
+    rows(ly.down, 4 * l + 3, me.qf, tp, tmp.size(1));
     ctx.sync(l + 1 < L ? warm_rows(layers[static_cast<size_t>(l + 1)].qkv, tid, n) : warm_head(tid, n));
   }
   // Final residual and norm (redundant per thread), then this thread's rows of the LM head.
@@ -743,8 +770,8 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   int32_t* gsp = me.hgs.defined() ? me.hgs.data<int32_t>() : nullptr;
   const float hsv = head_quantize(xnp, hqp, gsp);
   int64_t b, e;
-  split(V, tid, n, b, e);
-  head_rows(b, e, xnp, hqp, &hsv, gsp, 1, logits);
+  WorkShares& ws = shares[static_cast<size_t>(4 * L)];
+  while (ws.next(tid, V, kHeadChunkRows, step, b, e)) head_rows(b, e, xnp, hqp, &hsv, gsp, 1, logits);
   ctx.sync(warm_rows(layers[0].qkv, tid, n));  // the next token starts there
 }
 
@@ -810,6 +837,7 @@ void Engine::forward(const int32_t* ids, int64_t n, float* logits, bool all_logi
     const bool want_head = all_logits || done + T == n;
     float* out = all_logits ? logits + done * s.V : logits;
     s.set_tokens(T);
+    ++s.steps;  // before the region: every thread of it reads the same value
     if (s.all_ternary && s.nt > 1) {
       // The whole step in one parallel region; ops are separated by barriers (Ctx::run).
       const int nt = s.nt;
@@ -821,7 +849,7 @@ void Engine::forward(const int32_t* ids, int64_t n, float* logits, bool all_logi
         ctx.tid = omp_get_thread_num();
         ctx.nt = omp_get_num_threads();
         ctx.bar = ctx.nt == bar.size() ? &bar : nullptr;  // a smaller team: omp barriers
-        if (T == 1 && ctx.nt == nt && want_head) {
+        if (T == 1 && ctx.nt == nt && want_head && !s.shares.empty()) {
           s.decode_step(ids[done], out, ctx);
         } else {
           s.step(ids + done, T, out, all_logits, want_head, ctx);
