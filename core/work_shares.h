@@ -2,7 +2,7 @@
 // chunks from the front of its own share (split(n, t, nt), contiguous, in order, so a weight stream
 // runs on across chunks), then chunks from the back of the others' shares. For ops that a team runs
 // many times in a row with barriers between them (the engine's decode step), where one core being a
-// few % slower left the other waiting at every barrier (Note [Work stealing in decode] in
+// few % slower left the other waiting at every barrier (Note [Work stealing] in
 // infer/engine.cpp).
 //
 //   WorkShares shares(nt);              // one per op; reused every step

@@ -107,17 +107,24 @@ inline void split(int64_t n, int tid, int nt, int64_t& b, int64_t& e) {
 // so many are in flight at once (the read probe's pattern); results are unaffected.
 constexpr size_t kWarmBytes = size_t{384} << 10;  // of the primary span; L2 is 1 MiB on this CPU
 
-// Note [Work stealing in decode]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// Equal static shares still leave one thread waiting at each barrier of a decode step when its core
-// runs slower for a while (≈ 7% of the step on this VM, measured per barrier). So each row-partitioned
-// op hands out its rows through tq::WorkShares: a thread takes ≈ 128 KiB chunks (an even number of
-// row blocks; kHeadChunkRows head rows) from the front of its own static share, in order, so its
-// weight stream is the same as before, and when that is done it takes chunks from the back of the
-// other's share. Each row is still computed by exactly one thread with the same arithmetic, so the
-// logits do not change. Warming (Note [Warm while waiting]) still covers the last stretch: the start
-// of the next op's static share is where its owner begins.
+// Note [Work stealing]
+// ~~~~~~~~~~~~~~~~~~~~
+// Equal static shares still leave one thread waiting at each barrier of a step when its core runs
+// slower for a while (≈ 7% of a decode step on this VM, measured per barrier). So inside a step's
+// region each packed linear and the LM head hand out their rows through tq::WorkShares (one per op:
+// 4 per layer, then the head; `steps` numbers the runs): a thread takes chunks from the front of its
+// own static share, in order, so its weight stream is the same as before, and when that is done it
+// takes chunks from the back of the other's share. Chunks: decode ≈ 128 KiB of codes (an even number
+// of row blocks, since the GEMV pairs them); prefill 16 row blocks × all T tokens; head
+// kHeadChunkRows rows. Each row is still computed by exactly one thread with the same arithmetic, so
+// the logits do not change. Warming (Note [Warm while waiting]) still covers the last stretch: the
+// start of the next op's static share is where its owner begins.
 constexpr int64_t kHeadChunkRows = 256;  // 512 KiB of the int8 head at C = 2048; a multiple of 16
+// ≈ 128 KiB of codes per decode chunk, an even number of row blocks (the GEMV pairs them)
+inline int64_t decode_chunk_blocks(const kq::PackedTernary& w) {
+  const int64_t block_bytes = w.cols / kq::kTileCols * kq::kTileBytes;
+  return std::max<int64_t>(2, (int64_t{128} << 10) / block_bytes / 2 * 2);
+}
 
 class Warm {
  public:
@@ -187,8 +194,8 @@ struct Engine::State {
   int nt = 1;
   kq::KernelIsa isa{};
   int64_t pos = 0;
-  // decode_step's row shares (Note [Work stealing in decode]): 4 per layer (qkv, o, gu, down), then
-  // the head; `steps` counts decode steps (read by every thread of the step's region).
+  // Row shares of the packed ops inside a step's region (Note [Work stealing]): 4 per layer (qkv,
+  // o, gu, down), then the head; `steps` counts steps (read by every thread of the step's region).
   std::vector<WorkShares> shares;
   uint64_t steps = 0;
 
@@ -225,7 +232,7 @@ struct Engine::State {
   };
   std::vector<ThreadScratch> scratch;
   Tensor x2;  // f32 [C]: the second residual buffer of decode_step
-  void linear(const Mat& m, const Tensor& in_f32, const kq::QuantizedActs& in_q, int64_t T,
+  void linear(const Mat& m, int64_t op, const Tensor& in_f32, const kq::QuantizedActs& in_q, int64_t T,
               Tensor& out, const Ctx& ctx);
 };
 
@@ -456,16 +463,27 @@ void Engine::State::alloc() {
 
 // out [T, m.rows] = in · Wᵀ (+ bias). Ternary: int8 activations `in_q`, rows split in 16-row tiles
 // over the threads. Dense: f32 `in_f32` through core/gemm (outside any parallel region).
-void Engine::State::linear(const Mat& m, const Tensor& in_f32, const kq::QuantizedActs& in_q,
-                           int64_t T, Tensor& out, const Ctx& ctx) {
+void Engine::State::linear(const Mat& m, int64_t op, const Tensor& in_f32,
+                           const kq::QuantizedActs& in_q, int64_t T, Tensor& out, const Ctx& ctx) {
   float* y = out.data<float>();
   const int64_t ldy = out.size(1);
   if (m.ternary) {
     const kq::PackedTernary& w = m.packed;
     const kq::KernelIsa is = isa;
+    const int64_t blocks = w.rows_padded / kq::kTileRows;
+    WorkShares* ws = op < static_cast<int64_t>(shares.size()) ? &shares[static_cast<size_t>(op)] : nullptr;
+    const uint64_t step = steps;
     ctx.run([&](int tid, int n) {
       int64_t b, e;
-      split(w.rows_padded / kq::kTileRows, tid, n, b, e);
+      if (ws != nullptr && ctx.in_region && n == ws->threads()) {
+        // Note [Work stealing]; prefill chunks of 16 row blocks × all T tokens
+        const int64_t chunk = T == 1 ? decode_chunk_blocks(w) : 16;
+        while (ws->next(tid, blocks, chunk, step, b, e)) {
+          kq::ternary_gemm_rows_unchecked(w, in_q, b * kq::kTileRows, e * kq::kTileRows, y, ldy, is);
+        }
+        return;
+      }
+      split(blocks, tid, n, b, e);
       if (b < e) {
         kq::ternary_gemm_rows_unchecked(w, in_q, b * kq::kTileRows, e * kq::kTileRows, y, ldy, is);
       }
@@ -536,7 +554,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.qkv.ternary) quantize_act_row(xnp + t * C, t, qa_c);
       }
     });
-    linear(ly.qkv, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
+    linear(ly.qkv, 4 * l, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
     const int64_t kstride = kcache_elems(S, D);  // one KV head's K cache
     float* kl = kc.data<float>() + l * Hkv * kstride;
     float* vl = vc.data<float>() + l * Hkv * S * D;
@@ -589,7 +607,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         for (int64_t t = b; t < e; ++t) quantize_act_row(attp + t * HD, t, qa_hd);
       });
     }
-    linear(ly.o, att, qa_hd, T, tmp, ctx);
+    linear(ly.o, 4 * l + 1, att, qa_hd, T, tmp, ctx);
     ctx.run([&](int tid, int n) {
       int64_t b, e;
       split(T, tid, n, b, e);
@@ -599,7 +617,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.gu.ternary) quantize_act_row(xnp + t * C, t, qa_c);
       }
     });
-    linear(ly.gu, xn, qa_c, T, gu, ctx);
+    linear(ly.gu, 4 * l + 2, xn, qa_c, T, gu, ctx);
     const int64_t gu_ld = gu.size(1);
     ctx.run([&](int tid, int n) {
       int64_t b, e;
@@ -609,7 +627,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.down.ternary) quantize_act_row(hfp + t * F, t, qa_f);
       }
     });
-    linear(ly.down, hf, qa_f, T, tmp, ctx);
+    linear(ly.down, 4 * l + 3, hf, qa_f, T, tmp, ctx);
   }
   if (!want_head) return;  // a middle chunk of a long prompt: no logits wanted
   // Final residual, norm and LM head for the tokens whose logits are wanted.
@@ -628,11 +646,19 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       hsp[t] = head_quantize(xnp + t * C, hqp + t * C, hgsp != nullptr ? hgsp + t * G4 : nullptr);
     }
   });
+  WorkShares* ws = shares.empty() ? nullptr : &shares[static_cast<size_t>(4 * L)];
+  const uint64_t step = steps;
   ctx.run([&](int tid, int n) {
+    const int32_t* gs = hgsp != nullptr ? hgsp + t0 * G4 : nullptr;
     int64_t b, e;
+    if (ws != nullptr && ctx.in_region && n == ws->threads()) {  // Note [Work stealing]
+      while (ws->next(tid, V, kHeadChunkRows, step, b, e)) {
+        head_rows(b, e, xnp + t0 * C, hqp + t0 * C, hsp + t0, gs, nT, logits);
+      }
+      return;
+    }
     split(V, tid, n, b, e);
-    head_rows(b, e, xnp + t0 * C, hqp + t0 * C, hsp + t0, hgsp != nullptr ? hgsp + t0 * G4 : nullptr,
-              nT, logits);
+    head_rows(b, e, xnp + t0 * C, hqp + t0 * C, hsp + t0, gs, nT, logits);
   });
 }
 
@@ -719,9 +745,7 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   const uint64_t step = steps;
   auto rows = [&](const Mat& m, int64_t op, const kq::QuantizedActs& a, float* y, int64_t ldy) {
     const int64_t blocks = m.packed.rows_padded / kq::kTileRows;
-    // ≈ 128 KiB of codes per chunk, an even number of row blocks (the GEMV pairs them)
-    const int64_t block_bytes = m.packed.cols / kq::kTileCols * kq::kTileBytes;
-    const int64_t chunk = std::max<int64_t>(2, (int64_t{128} << 10) / block_bytes / 2 * 2);
+    const int64_t chunk = decode_chunk_blocks(m.packed);
     WorkShares& ws = shares[static_cast<size_t>(op)];
     int64_t b, e;
     while (ws.next(tid, blocks, chunk, step, b, e)) {
