@@ -42,8 +42,8 @@ constexpr int64_t kPrefetchGroups = kPrefetchBytes / (64 * 8);
 // stream of the same pass, while the block this stream reads next (the same block of the next pass,
 // NB blocks on) starts cold. Past the end, each prefetch therefore skips the other NB − 1 blocks:
 // each stream's prefetch continues where the stream itself continues. With cols = 2048 (8 KiB row
-// blocks) that lifted a 144 MB GEMV from 0.66 to 0.77 of the read probe on 1 thread; prefetching α
-// too (it was left to the hardware) gained another 2–10% (docs/kernels.md).
+// blocks) and pairs that lifted a 144 MB GEMV from 0.66 to 0.77 of the read probe on 1 thread;
+// prefetching α too (it was left to the hardware) gained another 2–10% (docs/kernels.md).
 // Where the next pass of stream b starts, relative to the byte `ahead` bytes into its block of
 // `block_bytes`: `ahead` itself inside the block, else skipped past the other NB − 1 blocks.
 template <int NB>
@@ -221,8 +221,10 @@ void token_tail(const TernaryArgs& a, int64_t rb, int64_t t0, int64_t n, float* 
 void run(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, int64_t ldy, int32_t* sums) {
   const int64_t b0 = r0 / 16, b1 = r1 / 16;  // every block has a real row (rows_padded − rows < 16)
   if (a.tokens == 1) {
-    // GEMV: row blocks in pairs from r0 (8 chains, shared broadcasts), then an unpaired last block.
+    // GEMV: row blocks four at a time from r0 (16 chains; each activation broadcast serves the 4
+    // blocks), then a pair and a last single block for the remainder. See Note [Decode prefetch].
     int64_t rb = b0;
+    for (; rb + 4 <= b1; rb += 4) small<4, 1>(a, rb, 0, y, ldy, sums);
     for (; rb + 2 <= b1; rb += 2) small<2, 1>(a, rb, 0, y, ldy, sums);
     if (rb < b1) small<1, 1>(a, rb, 0, y, ldy, sums);
     return;
