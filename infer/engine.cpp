@@ -234,6 +234,12 @@ struct Engine::State {
   Tensor x2;  // f32 [C]: the second residual buffer of decode_step
   void linear(const Mat& m, int64_t op, const Tensor& in_f32, const kq::QuantizedActs& in_q, int64_t T,
               Tensor& out, const Ctx& ctx);
+  // Thread tid's rows of packed op `op` (4·layer + 0..3) for T tokens, or of the LM head (nT tokens):
+  // chunks through shares[op] inside a step's region (Note [Work stealing]), else the static split.
+  void packed_rows(const kq::PackedTernary& w, int64_t op, const kq::QuantizedActs& a, int64_t T,
+                   float* y, int64_t ldy, int tid, int n, bool in_region);
+  void head_share(const float* hn, const int8_t* q, const float* qs, const int32_t* gsums, int64_t nT,
+                  float* logits, int tid, int n, bool in_region);
 };
 
 Mat Engine::State::make_mat(const std::string& name) const {
@@ -468,26 +474,7 @@ void Engine::State::linear(const Mat& m, int64_t op, const Tensor& in_f32,
   float* y = out.data<float>();
   const int64_t ldy = out.size(1);
   if (m.ternary) {
-    const kq::PackedTernary& w = m.packed;
-    const kq::KernelIsa is = isa;
-    const int64_t blocks = w.rows_padded / kq::kTileRows;
-    WorkShares* ws = op < static_cast<int64_t>(shares.size()) ? &shares[static_cast<size_t>(op)] : nullptr;
-    const uint64_t step = steps;
-    ctx.run([&](int tid, int n) {
-      int64_t b, e;
-      if (ws != nullptr && ctx.in_region && n == ws->threads()) {
-        // Note [Work stealing]; prefill chunks of 16 row blocks × all T tokens
-        const int64_t chunk = T == 1 ? decode_chunk_blocks(w) : 16;
-        while (ws->next(tid, blocks, chunk, step, b, e)) {
-          kq::ternary_gemm_rows_unchecked(w, in_q, b * kq::kTileRows, e * kq::kTileRows, y, ldy, is);
-        }
-        return;
-      }
-      split(blocks, tid, n, b, e);
-      if (b < e) {
-        kq::ternary_gemm_rows_unchecked(w, in_q, b * kq::kTileRows, e * kq::kTileRows, y, ldy, is);
-      }
-    });
+    ctx.run([&](int tid, int n) { packed_rows(m.packed, op, in_q, T, y, ldy, tid, n, ctx.in_region); });
     return;
   }
   TQ_DEBUG_ASSERT(!ctx.in_region);
@@ -646,19 +633,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       hsp[t] = head_quantize(xnp + t * C, hqp + t * C, hgsp != nullptr ? hgsp + t * G4 : nullptr);
     }
   });
-  WorkShares* ws = shares.empty() ? nullptr : &shares[static_cast<size_t>(4 * L)];
-  const uint64_t step = steps;
   ctx.run([&](int tid, int n) {
-    const int32_t* gs = hgsp != nullptr ? hgsp + t0 * G4 : nullptr;
-    int64_t b, e;
-    if (ws != nullptr && ctx.in_region && n == ws->threads()) {  // Note [Work stealing]
-      while (ws->next(tid, V, kHeadChunkRows, step, b, e)) {
-        head_rows(b, e, xnp + t0 * C, hqp + t0 * C, hsp + t0, gs, nT, logits);
-      }
-      return;
-    }
-    split(V, tid, n, b, e);
-    head_rows(b, e, xnp + t0 * C, hqp + t0 * C, hsp + t0, gs, nT, logits);
+    head_share(xnp + t0 * C, hqp + t0 * C, hsp + t0, hgsp != nullptr ? hgsp + t0 * G4 : nullptr, nT,
+               logits, tid, n, ctx.in_region);
   });
 }
 
@@ -683,6 +660,37 @@ void Engine::State::head_rows(int64_t b, int64_t e, const float* hn, const int8_
   } else {
     lm_head_bf16(static_cast<const uint16_t*>(head_w.raw_data()), b, e, C, hn, nT, logits, V);
   }
+}
+
+void Engine::State::packed_rows(const kq::PackedTernary& w, int64_t op, const kq::QuantizedActs& a,
+                                int64_t T, float* y, int64_t ldy, int tid, int n, bool in_region) {
+  const int64_t blocks = w.rows_padded / kq::kTileRows;
+  int64_t b, e;
+  if (in_region && op < static_cast<int64_t>(shares.size()) &&
+      n == shares[static_cast<size_t>(op)].threads()) {
+    WorkShares& ws = shares[static_cast<size_t>(op)];
+    const int64_t chunk = T == 1 ? decode_chunk_blocks(w) : 16;  // prefill: 16 blocks × T tokens
+    while (ws.next(tid, blocks, chunk, steps, b, e)) {
+      kq::ternary_gemm_rows_unchecked(w, a, b * kq::kTileRows, e * kq::kTileRows, y, ldy, isa);
+    }
+    return;
+  }
+  split(blocks, tid, n, b, e);
+  if (b < e) kq::ternary_gemm_rows_unchecked(w, a, b * kq::kTileRows, e * kq::kTileRows, y, ldy, isa);
+}
+
+void Engine::State::head_share(const float* hn, const int8_t* q, const float* qs,
+                               const int32_t* gsums, int64_t nT, float* logits, int tid, int n,
+                               bool in_region) {
+  int64_t b, e;
+  if (in_region && !shares.empty() && n == shares.back().threads()) {  // Note [Work stealing]
+    while (shares.back().next(tid, V, kHeadChunkRows, steps, b, e)) {
+      head_rows(b, e, hn, q, qs, gsums, nT, logits);
+    }
+    return;
+  }
+  split(V, tid, n, b, e);
+  head_rows(b, e, hn, q, qs, gsums, nT, logits);
 }
 
 Warm Engine::State::warm_rows(const Mat& m, int tid, int n) const {
@@ -742,15 +750,8 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
     cur = nxt;  // complete after the next barrier, the only point where it is read again
     nb ^= 1;
   };
-  const uint64_t step = steps;
   auto rows = [&](const Mat& m, int64_t op, const kq::QuantizedActs& a, float* y, int64_t ldy) {
-    const int64_t blocks = m.packed.rows_padded / kq::kTileRows;
-    const int64_t chunk = decode_chunk_blocks(m.packed);
-    WorkShares& ws = shares[static_cast<size_t>(op)];
-    int64_t b, e;
-    while (ws.next(tid, blocks, chunk, step, b, e)) {
-      kq::ternary_gemm_rows_unchecked(m.packed, a, b * kq::kTileRows, e * kq::kTileRows, y, ldy, isa);
-    }
+    packed_rows(m.packed, op, a, 1, y, ldy, tid, n, true);
   };
   for (int64_t l = 0; l < L; ++l) {
     const Layer& ly = layers[static_cast<size_t>(l)];
@@ -793,9 +794,7 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   int8_t* hqp = me.hq.data<int8_t>();
   int32_t* gsp = me.hgs.defined() ? me.hgs.data<int32_t>() : nullptr;
   const float hsv = head_quantize(xnp, hqp, gsp);
-  int64_t b, e;
-  WorkShares& ws = shares[static_cast<size_t>(4 * L)];
-  while (ws.next(tid, V, kHeadChunkRows, step, b, e)) head_rows(b, e, xnp, hqp, &hsv, gsp, 1, logits);
+  head_share(xnp, hqp, &hsv, gsp, 1, logits, tid, n, true);
   ctx.sync(warm_rows(layers[0].qkv, tid, n));  // the next token starts there
 }
 
