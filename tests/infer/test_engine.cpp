@@ -248,6 +248,15 @@ std::vector<float> run(Engine& e, const std::vector<int32_t>& ids) {
   return out;
 }
 
+// The same logits, one token per forward (the decode path) from an empty context.
+std::vector<float> run_decode(Engine& e, const std::vector<int32_t>& ids) {
+  const size_t V = static_cast<size_t>(e.vocab_size());
+  std::vector<float> out(ids.size() * V);
+  e.reset();
+  for (size_t t = 0; t < ids.size(); ++t) e.forward(&ids[t], 1, out.data() + t * V, false);
+  return out;
+}
+
 // max |a - b| / max |b|
 template <class A, class B>
 double rel_max_diff(const std::vector<A>& a, const std::vector<B>& b) {
@@ -341,11 +350,7 @@ TEST_CASE("engine: prefill equals token-by-token decode and chunked prefill") {
   EngineOptions o;
   auto eng = lower(*m, o);
   const auto pre = run(*eng, ids);
-  eng->reset();
-  std::vector<float> dec(pre.size());
-  for (int64_t t = 0; t < n; ++t) {
-    eng->forward(&ids[static_cast<size_t>(t)], 1, dec.data() + t * V, false);
-  }
+  const auto dec = run_decode(*eng, ids);
   CHECK(eng->position() == n);
   const double d = rel_max_diff(dec, pre);
   MESSAGE("prefill vs decode: " << d);
@@ -685,7 +690,7 @@ TEST_CASE("engine: q4 head — prefill equals decode, threads agree, bytes per t
   auto m = tiny_model(40);
   quant::quantize_model(*m, tequila_cfg());
   const auto ids = prompt(13, 41);
-  const int64_t V = 256, C = 128, n = static_cast<int64_t>(ids.size());
+  const int64_t V = 256, C = 128;
   std::vector<std::vector<float>> dec_by_threads;
   for (int threads : {1, 2}) {
     EngineOptions o;
@@ -693,11 +698,7 @@ TEST_CASE("engine: q4 head — prefill equals decode, threads agree, bytes per t
     o.threads = threads;  // 2: the all-ternary decode_step (Note [Decode with few barriers])
     auto eng = lower(*m, o);
     const auto pre = run(*eng, ids);
-    eng->reset();
-    std::vector<float> dec(pre.size());
-    for (int64_t t = 0; t < n; ++t) {
-      eng->forward(&ids[static_cast<size_t>(t)], 1, dec.data() + t * V, false);
-    }
+    const auto dec = run_decode(*eng, ids);
     const double d = rel_max_diff(dec, pre);
     MESSAGE("q4 head, " << threads << " threads: prefill vs decode " << d);
     CHECK(d < 1e-5);
