@@ -51,8 +51,6 @@ ModelCosts llama_costs(const nn::LlamaConfig& c, int64_t weight_bytes) {
   return {weight_bytes, llama_layer_macs(c), llama_head_macs(c)};
 }
 
-double read_bandwidth_probe_gbs(int threads, size_t bytes) { return quant::read_bandwidth_gbs(threads, bytes); }
-
 double int8_peak_probe_gops(int threads) {
   const double g = quant::int8_dot_peak_gops(threads);
   return g > 0 ? g : std::numeric_limits<double>::quiet_NaN();  // 0: scalar only, no int8 dot product

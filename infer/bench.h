@@ -69,9 +69,8 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
 void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out);
 Json bench_json(const std::vector<BenchRow>& rows);
 
-// The probes (quant/roofline.h): streaming-read bandwidth and the int8 dot-product peak of the best ISA
-// (NaN where the CPU has none).
-double read_bandwidth_probe_gbs(int threads, size_t bytes);
+// The int8 dot-product peak of the best ISA (quant/roofline.h; NaN where the CPU has none). The read
+// probe is quant::ReadBandwidthProbe, measured next to each repetition.
 double int8_peak_probe_gops(int threads);
 
 // HF-shaped configs for benchmarks with random weights: tiny, small, llama-3.2-1b, llama-3.2-3b.

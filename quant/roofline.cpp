@@ -61,9 +61,9 @@ uint64_t read_stream(const uint8_t* p, size_t n) {
 }  // namespace
 
 ReadBandwidthProbe::ReadBandwidthProbe(int threads, size_t bytes) : threads_(threads) {
-  TQ_CHECK(threads >= 1, "[read_bandwidth_gbs] threads ({}) must be ≥ 1", threads);
+  TQ_CHECK(threads >= 1, "[ReadBandwidthProbe] threads ({}) must be ≥ 1", threads);
   per_ = bytes / 256 / static_cast<size_t>(threads) * 256;  // per-thread slice
-  TQ_CHECK(per_ > 0, "[read_bandwidth_gbs] {} bytes is too small for {} threads", bytes, threads);
+  TQ_CHECK(per_ > 0, "[ReadBandwidthProbe] {} bytes is too small for {} threads", bytes, threads);
   buf_ = Tensor::empty({static_cast<int64_t>(per_ * static_cast<size_t>(threads))}, DType::u8);
   uint8_t* p = buf_.data<uint8_t>();
   const size_t per = per_;
