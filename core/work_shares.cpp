@@ -46,7 +46,11 @@ bool WorkShares::next(int tid, int64_t n, int64_t chunk, uint64_t step, int64_t&
       if (slot.compare_exchange_strong(cur, init, std::memory_order_acq_rel)) cur = init;
     }
     while (step_of(cur) == s16 && front_of(cur) < back_of(cur)) {
-      const uint64_t f = front_of(cur), bk = back_of(cur), take = std::min<uint64_t>(c, bk - f);
+      const uint64_t f = front_of(cur), bk = back_of(cur), left = bk - f;
+      // Own share: half of what is left (in whole chunks, at least one); others': one chunk.
+      const uint64_t uc = static_cast<uint64_t>(c);
+      const uint64_t take =
+          std::min<uint64_t>(left, k == 0 ? std::max<uint64_t>(uc, left / 2 / uc * uc) : uc);
       const uint64_t want = k == 0 ? pack(s16, f + take, bk) : pack(s16, f, bk - take);
       if (slot.compare_exchange_weak(cur, want, std::memory_order_acq_rel)) {
         b = static_cast<int64_t>(k == 0 ? f : bk - take);

@@ -1,6 +1,9 @@
 // Static shares of [0, n) for the threads of a team, with stealing at the end: thread t first takes
 // chunks from the front of its own share (split(n, t, nt), contiguous, in order, so a weight stream
-// runs on across chunks), then chunks from the back of the others' shares. For ops that a team runs
+// runs on across chunks), then chunks from the back of the others' shares. A claim from the own
+// share takes half of what is left of it, in whole chunks and at least one ("guided"), so a thread
+// makes few claims while much is left and chunk-sized ones near the end, where they balance the
+// team; a steal takes one chunk. For ops that a team runs
 // many times in a row with barriers between them (the engine's decode step), where one core being a
 // few % slower left the other waiting at every barrier (Note [Work stealing] in
 // infer/engine.cpp).
@@ -27,8 +30,9 @@ class WorkShares {
   explicit WorkShares(int threads);
   int threads() const { return nt_; }
 
-  // Claims the next chunk [b, e) for thread tid of the op's run number `step`: at most `chunk`
-  // units, from tid's own share first, then from the back of the others'. False when all is taken.
+  // Claims the next range [b, e) for thread tid of the op's run number `step`: from tid's own share
+  // first (half of what is left, rounded down to whole chunks, at least `chunk` units or the rest),
+  // then `chunk` units from the back of the others'. False when all is taken.
   bool next(int tid, int64_t n, int64_t chunk, uint64_t step, int64_t& b, int64_t& e) noexcept;
 
   static constexpr int64_t kMaxUnits = int64_t{1} << 24;

@@ -1,6 +1,6 @@
-// tq::WorkShares: one thread alone takes its own share front to back, then the other's from the
-// back; a team claiming concurrently covers every unit exactly once, run after run (slots reset by
-// the step number), with ragged n and chunk sizes; argument errors.
+// tq::WorkShares: one thread alone takes its own share front to back (halving claims), then the
+// other's from the back; a team claiming concurrently covers every unit exactly once, run after
+// run (slots reset by the step number), with ragged n and chunk sizes; argument errors.
 #include <omp.h>
 
 #include <atomic>
@@ -25,6 +25,24 @@ TEST_CASE("WorkShares: own share in order, then the other's from the back") {
   REQUIRE(ws.next(1, 10, 3, 8, b, e));
   CHECK(b == 5);
   CHECK(e == 8);
+}
+
+TEST_CASE("WorkShares: own claims take half of what is left, in whole chunks") {
+  tq::WorkShares ws(2);
+  std::vector<int64_t> sizes;
+  int64_t b = 0, e = 0, at = 0;
+  while (ws.next(0, 1000, 16, 1, b, e) && b < 500) {
+    CHECK(b == at);  // in order from the front of [0, 500)
+    at = e;
+    sizes.push_back(e - b);
+  }
+  // Left 500: half 250 → 240 (15 chunks); left 260 → 128; 132 → 64; 68 → 32; 36 → 16; 20 →
+  // half is under a chunk, so one chunk (16); then the last 4. The loop stopped at the first steal,
+  // which takes one chunk from the back of thread 1's share [500, 1000).
+  const std::vector<int64_t> want = {240, 128, 64, 32, 16, 16, 4};
+  CHECK(sizes == want);
+  CHECK(b == 984);
+  CHECK(e == 1000);
 }
 
 TEST_CASE("WorkShares: a concurrent team covers every unit exactly once per run") {
