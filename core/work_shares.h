@@ -3,10 +3,9 @@
 // runs on across chunks), then chunks from the back of the others' shares. A claim from the own
 // share takes half of what is left of it, in whole chunks and at least one ("guided"), so a thread
 // makes few claims while much is left and chunk-sized ones near the end, where they balance the
-// team; a steal takes one chunk. For ops that a team runs
-// many times in a row with barriers between them (the engine's decode step), where one core being a
-// few % slower left the other waiting at every barrier (Note [Work stealing] in
-// infer/engine.cpp).
+// team; a steal takes one chunk. For ops that a team runs many times in a row with barriers between
+// them (the engine's decode step), where one core being a few % slower left the other waiting at
+// every barrier (Note [Work stealing] in infer/engine.cpp).
 //
 //   WorkShares shares(nt);              // one per op; reused every step
 //   // in the region, every thread, with the same `step` (changes every time the op runs):
