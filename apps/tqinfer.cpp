@@ -217,7 +217,7 @@ int run_eval(const EvalArgs& a) {
 
 struct BenchArgs {
   std::string model, shape, json_out, dense;
-  bool fp = false, json = false;
+  bool fp = false, json = false, profile = false;
   tq::infer::BenchOptions o;
   std::string threads = "1";
 };
@@ -243,6 +243,9 @@ std::vector<int> parse_int_list(const std::string& s, const char* what) {
 int run_bench(BenchArgs& a) {
   TQ_CHECK(a.model.empty() != a.shape.empty(), "[tqinfer] bench needs exactly one of --model DIR or --shape NAME");
   a.o.threads = parse_int_list(a.threads, "--threads");
+  TQ_CHECK(!(a.profile && a.fp),
+           "[tqinfer] bench --profile times the packed engine's ops; drop --fp");
+  g_engine_opts.profile = a.profile;
   OpenModel m;
   if (!a.model.empty()) {
     m = open_model(a.model, a.fp);
@@ -267,6 +270,10 @@ int run_bench(BenchArgs& a) {
     m.weight_bytes = static_cast<int64_t>(eng->bytes_per_token());
     m.config = cfg;
     m.lm = std::move(eng);
+  }
+  if (a.profile) {
+    auto engine = [&m] { return dynamic_cast<tq::infer::Engine*>(m.lm.get()); };
+    tq::infer::bench_profile_hooks(engine, a.o);
   }
   const auto rows = tq::infer::run_bench([&](int t) -> LanguageModel& { return m.at_threads(t); },
                                          tq::infer::llama_costs(m.config, m.weight_bytes), a.o, [](const tq::infer::BenchRow& r) {
@@ -360,6 +367,8 @@ int main(int argc, char** argv) {
   be->add_flag("--json", ba.json, "print the rows as JSON");
   be->add_flag("--no-probes", [&](int64_t) { ba.o.probes = false; }, "skip the bandwidth / int8 peak probes");
   be->add_flag("--fp", ba.fp, "run the training graph instead of the packed engine");
+  be->add_flag("--profile", ba.profile,
+               "with tg: time each kind of op of the decode steps (ms, MB and GB/s per token)");
 
   // convert
   std::string conv_model, conv_out;

@@ -1,5 +1,7 @@
 #include "infer/bench.h"
 
+#include "infer/engine.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -12,6 +14,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "infer/engine.h"
 
 #include "quant/roofline.h"
 
@@ -88,6 +91,7 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
       std::vector<double> probes;  // probes[i] before timed rep i, probes[R] after the last
       for (int64_t rep = 0; rep <= o.repetitions; ++rep) {  // rep 0 warms up
         if (probe && rep > 0) probes.push_back(probe->measure());
+        if (rep == 1 && !prefill && o.profile_reset) o.profile_reset();
         lm.reset();
         const auto t0 = Clock::now();
         if (prefill) {
@@ -98,6 +102,7 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
         const double s = std::chrono::duration<double>(Clock::now() - t0).count();
         if (rep > 0) row.tokens_per_s.push_back(static_cast<double>(n) / s);
       }
+      if (!prefill && o.profile_read) row.profile = o.profile_read();
       row.median_tps = median(row.tokens_per_s);
       row.bytes_per_token = prefill ? static_cast<double>(costs.weight_bytes) / static_cast<double>(n)
                                     : static_cast<double>(costs.weight_bytes);
@@ -130,6 +135,41 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
   return rows;
 }
 
+namespace {
+
+// The decode profile of a tg row (BenchOptions::profile_read): the ops of a step add up to its wall
+// time on each thread; GB/s only for the ops that stream weights (not a few kB of norm weights).
+void print_profile(const BenchRow& r, std::FILE* out) {
+  double total = 0, bytes = 0;
+  for (const BenchOpTime& op : r.profile) {
+    total += op.ms_per_token;
+    bytes += op.bytes_per_token;
+  }
+  const char* row = "| %-33s | %9s | %9s | %9s | %8s | %13s |\n";
+  std::fprintf(out, "\n%s, %d thread(s), per decoded token (mean of the threads, timed reps):\n",
+               r.test.c_str(), r.threads);
+  std::fprintf(out, row, "op", "ms/token", "% of step", "MB/token", "GB/s", "% of probe BW");
+  std::fprintf(out, "|%s|%s|%s|%s|%s|%s|\n", std::string(35, '-').c_str(), std::string(11, '-').c_str(),
+               std::string(11, '-').c_str(), std::string(11, '-').c_str(),
+               std::string(10, '-').c_str(), std::string(15, '-').c_str());
+  auto fmt_or_dash = [](bool ok, const char* f, double v) {
+    return ok ? fmt::format(fmt::runtime(f), v) : std::string("-");
+  };
+  for (const BenchOpTime& op : r.profile) {
+    const double gbs = op.ms_per_token > 0 ? op.bytes_per_token / op.ms_per_token * 1e-6 : 0.0;
+    const bool streams = op.bytes_per_token >= 0.05 * bytes;
+    const bool probed = streams && std::isfinite(r.probe_gbs) && r.probe_gbs > 0;
+    std::fprintf(out, row, op.op.c_str(), fmt::format("{:.4g}", op.ms_per_token).c_str(),
+                 fmt::format("{:.1f}", total > 0 ? 100.0 * op.ms_per_token / total : 0.0).c_str(),
+                 fmt_or_dash(op.bytes_per_token > 0, "{:.3f}", op.bytes_per_token / 1e6).c_str(),
+                 fmt_or_dash(streams, "{:.2f}", gbs).c_str(),
+                 fmt_or_dash(probed, "{:.1f}", probed ? 100.0 * gbs / r.probe_gbs : 0.0).c_str());
+  }
+  std::fprintf(out, row, "total", fmt::format("{:.4g}", total).c_str(), "100.0", "", "", "");
+}
+
+}  // namespace
+
 void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out) {
   std::fprintf(out, "| %-7s | %7s | %14s | %12s | %10s | %13s | %10s | %13s |\n", "test", "threads", "t/s (median)",
                "MB/token", "GB/s", "% of probe BW", "GOP/s", "% int8 peak");
@@ -153,6 +193,9 @@ void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out) {
                    r.threads, r.model.c_str(), num(r.probe_gbs).c_str(), num(r.peak_gops).c_str());
     }
   }
+  for (const BenchRow& r : rows) {
+    if (!r.profile.empty()) print_profile(r, out);
+  }
 }
 
 Json bench_json(const std::vector<BenchRow>& rows) {
@@ -171,8 +214,38 @@ Json bench_json(const std::vector<BenchRow>& rows) {
                      {"fraction_of_probe", num(r.probe_fraction)},
                      {"achieved_gops", r.achieved_gops},
                      {"int8_peak_gops", num(r.peak_gops)}});
+    if (!r.profile.empty()) {
+      Json p = Json::array();
+      for (const BenchOpTime& op : r.profile) {
+        p.push_back(Json{{"op", op.op},
+                         {"ms_per_token", op.ms_per_token},
+                         {"bytes_per_token", op.bytes_per_token}});
+      }
+      a.back()["profile"] = p;
+    }
   }
   return a;
+}
+
+void bench_profile_hooks(const std::function<Engine*()>& get, BenchOptions& o) {
+  auto prof = [get]() {
+    Engine* e = get();
+    TQ_CHECK(e != nullptr && e->step_profile() != nullptr,
+             "[bench] profiling needs the packed engine built with EngineOptions::profile");
+    return e;
+  };
+  o.profile_reset = [prof]() { prof()->step_profile()->reset(); };
+  o.profile_read = [prof]() {
+    Engine* e = prof();
+    const std::array<double, kStepOps> sec = e->step_profile()->seconds_per_step();
+    const std::array<double, kStepOps> bytes = e->step_op_bytes();
+    std::vector<BenchOpTime> out;
+    for (int i = 0; i < kStepOps; ++i) {
+      const auto k = static_cast<size_t>(i);
+      out.push_back({step_op_name(static_cast<StepOp>(i)), 1e3 * sec[k], bytes[k]});
+    }
+    return out;
+  };
 }
 
 nn::LlamaConfig shape_config(const std::string& name) {

@@ -24,6 +24,13 @@
 
 namespace tq::infer {
 
+// One kind of op of a decode step (infer/step_profile.h): time and weight bytes per token.
+struct BenchOpTime {
+  std::string op;
+  double ms_per_token = 0;
+  double bytes_per_token = 0;  // weights it reads (0: none)
+};
+
 struct BenchOptions {
   int64_t n_prompt = 512;     // pp test size (0: skip)
   int64_t n_gen = 128;        // tg test size (0: skip)
@@ -32,6 +39,11 @@ struct BenchOptions {
   uint64_t seed = 1;          // random token ids
   size_t probe_bytes = size_t{1} << 28;  // read-bandwidth probe buffer (256 MiB)
   bool probes = true;         // run the bandwidth / int8 peak probes
+  // Optional decode profile (Engine with EngineOptions::profile): profile_reset() is called right
+  // before the first timed repetition of each tg test, profile_read() after its last one; the result
+  // lands in BenchRow::profile. bench_profile_hooks() builds both for an engine.
+  std::function<void()> profile_reset;
+  std::function<std::vector<BenchOpTime>()> profile_read;
 };
 
 struct ModelCosts {
@@ -59,7 +71,13 @@ struct BenchRow {
   double achieved_gops = 0;    // 2 * macs * median_tps / 1e9
   double peak_gops = 0;        // int8 dot-product peak probe (NaN when not available)
   std::string model;           // describe()
+  std::vector<BenchOpTime> profile;  // tg rows with BenchOptions::profile_read: per op of a step
 };
+
+class Engine;
+// profile_reset / profile_read for the engine that get() returns when called (the bench rebuilds
+// the model per thread count); get() must return an Engine built with EngineOptions::profile.
+void bench_profile_hooks(const std::function<Engine*()>& get, BenchOptions& o);
 
 // make(threads) builds (or re-configures) the model for that thread count; tq::set_num_threads(t) is
 // called before it. One warm-up run precedes the timed repetitions of each test.

@@ -200,6 +200,7 @@ struct Engine::State {
   // Row shares of the packed ops inside a step's region (Note [Work stealing]): 4 per layer (qkv,
   // o, gu, down), then the head; `steps` counts steps (read by every thread of the step's region).
   std::vector<WorkShares> shares;
+  std::unique_ptr<StepProfile> prof;  // EngineOptions::profile
   uint64_t steps = 0;
 
   // Buffers (Tc = max tokens per step, S = max context).
@@ -426,6 +427,7 @@ void Engine::State::alloc() {
   act_buffers_alloc(full_c, Tc, C, opts.act_scale);
   act_buffers_alloc(full_hd, Tc, HD, opts.act_scale);
   act_buffers_alloc(full_f, Tc, F, opts.act_scale);
+  if (opts.profile) prof = std::make_unique<StepProfile>(nt);
   if (all_ternary && nt > 1) {
     scratch.resize(static_cast<size_t>(nt));
     TQ_CHECK(V < WorkShares::kMaxUnits, "[engine] {}: vocabulary of {} rows; decode on {} threads "
@@ -526,12 +528,20 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
   float* hfp = hf.data<float>();
   const float* cosp = rope_cos.data<float>();
   const float* sinp = rope_sin.data<float>();
+  // EngineOptions::profile times decode steps run from this thread (one thread, or one parallel
+  // region per op: barrier waits are then inside the ops).
+  StepProfile* const pr = T == 1 && !ctx.in_region ? prof.get() : nullptr;
+  auto mark = [pr](StepOp op) {
+    if (pr != nullptr) pr->mark(0, op);
+  };
+  if (pr != nullptr) pr->begin(0);
 
   ctx.run([&](int tid, int n) {
     int64_t b, e;
     split(T, tid, n, b, e);
     for (int64_t t = b; t < e; ++t) std::memcpy(xp + t * C, embed + ids[t] * C, sizeof(float) * C);
   });
+  mark(StepOp::other);
   for (int64_t l = 0; l < L; ++l) {
     const Layer& ly = layers[static_cast<size_t>(l)];
     // x += tmp (the previous layer's down projection), RMSNorm, int8 quantization.
@@ -544,7 +554,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.qkv.ternary) quantize_act_row(xnp + t * C, t, qa_c);
       }
     });
+    mark(StepOp::norm_quant);
     linear(ly.qkv, 4 * l, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
+    mark(StepOp::gemv);
     const int64_t kstride = kcache_elems(S, D);  // one KV head's K cache
     float* kl = kc.data<float>() + l * Hkv * kstride;
     float* vl = vc.data<float>() + l * Hkv * S * D;
@@ -590,6 +602,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         }
       });
     }
+    mark(StepOp::attention);
     if (ly.o.ternary) {
       ctx.run([&](int tid, int n) {
         int64_t b, e;
@@ -597,7 +610,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         for (int64_t t = b; t < e; ++t) quantize_act_row(attp + t * HD, t, qa_hd);
       });
     }
+    mark(StepOp::norm_quant);
     linear(ly.o, 4 * l + 1, att, qa_hd, T, tmp, ctx);
+    mark(StepOp::gemv);
     ctx.run([&](int tid, int n) {
       int64_t b, e;
       split(T, tid, n, b, e);
@@ -607,7 +622,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.gu.ternary) quantize_act_row(xnp + t * C, t, qa_c);
       }
     });
+    mark(StepOp::norm_quant);
     linear(ly.gu, 4 * l + 2, xn, qa_c, T, gu, ctx);
+    mark(StepOp::gemv);
     const int64_t gu_ld = gu.size(1);
     ctx.run([&](int tid, int n) {
       int64_t b, e;
@@ -617,9 +634,14 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.down.ternary) quantize_act_row(hfp + t * F, t, qa_f);
       }
     });
+    mark(StepOp::swiglu_quant);
     linear(ly.down, 4 * l + 3, hf, qa_f, T, tmp, ctx);
+    mark(StepOp::gemv);
   }
-  if (!want_head) return;  // a middle chunk of a long prompt: no logits wanted
+  if (!want_head) {  // a middle chunk of a long prompt: no logits wanted
+    if (pr != nullptr) pr->end_step(0);
+    return;
+  }
   // Final residual, norm and LM head for the tokens whose logits are wanted.
   const int64_t t0 = all_logits ? 0 : T - 1;
   const int64_t nT = T - t0;
@@ -636,10 +658,15 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       hsp[t] = head_quantize(xnp + t * C, hqp + t * C, hgsp != nullptr ? hgsp + t * G4 : nullptr);
     }
   });
+  mark(StepOp::norm_quant);
   ctx.run([&](int tid, int n) {
     head_share(xnp + t0 * C, hqp + t0 * C, hsp + t0, hgsp != nullptr ? hgsp + t0 * G4 : nullptr, nT,
                logits, tid, n, ctx.in_region);
   });
+  if (pr != nullptr) {
+    pr->mark(0, StepOp::head);
+    pr->end_step(0);
+  }
 }
 
 float Engine::State::head_quantize(const float* hn, int8_t* q, int32_t* gsums) const {
@@ -737,6 +764,11 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   float* tp = tmp.data<float>();
   const float* cosp = rope_cos.data<float>() + p0 * half;
   const float* sinp = rope_sin.data<float>() + p0 * half;
+  StepProfile* const pr = prof.get();  // EngineOptions::profile; marks below charge the time since
+  auto mark = [pr, tid](StepOp op) {    // the previous mark to op
+    if (pr != nullptr) pr->mark(tid, op);
+  };
+  if (pr != nullptr) pr->begin(tid);
   int64_t cb, ce;  // this thread's slice of the residual
   split(C, tid, n, cb, ce);
   const float* cur = embed + static_cast<int64_t>(id) * C;
@@ -760,8 +792,11 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
     const Layer& ly = layers[static_cast<size_t>(l)];
     residual_norm(ly.attn_norm);
     quantize_act_row(xnp, 0, me.qc);
+    mark(StepOp::norm_quant);
     rows(ly.qkv, 4 * l, me.qc, qkvp, qkv.size(1));
+    mark(StepOp::gemv);
     ctx.sync(warm_rows(ly.o, tid, n));
+    mark(StepOp::wait);
     const int64_t kstride = kcache_elems(S, D);
     float* kl = kc.data<float>() + l * Hkv * kstride;
     float* vl = vc.data<float>() + l * Hkv * S * D;
@@ -776,19 +811,30 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
       attend_group(qkvp + kh * group * D, group, D, kt, vl + kh * S * D, p0 + 1, D, scale, sc,
                    attp + kh * group * D, D);
     }
+    mark(StepOp::attention);
     ctx.sync(warm_rows(ly.o, tid, n));
+    mark(StepOp::wait);
     quantize_act_row(attp, 0, me.qhd);
+    mark(StepOp::norm_quant);
     rows(ly.o, 4 * l + 1, me.qhd, tp, tmp.size(1));
     have_tmp = true;
+    mark(StepOp::gemv);
     ctx.sync(warm_rows(ly.gu, tid, n));
+    mark(StepOp::wait);
     residual_norm(ly.mlp_norm);
     quantize_act_row(xnp, 0, me.qc);
+    mark(StepOp::norm_quant);
     rows(ly.gu, 4 * l + 2, me.qc, gup, gu.size(1));
+    mark(StepOp::gemv);
     ctx.sync(warm_rows(ly.down, tid, n));
+    mark(StepOp::wait);
     swiglu_row(gup, gup + F, F, hfp);
     quantize_act_row(hfp, 0, me.qf);
+    mark(StepOp::swiglu_quant);
     rows(ly.down, 4 * l + 3, me.qf, tp, tmp.size(1));
+    mark(StepOp::gemv);
     ctx.sync(l + 1 < L ? warm_rows(layers[static_cast<size_t>(l + 1)].qkv, tid, n) : warm_head(tid, n));
+    mark(StepOp::wait);
   }
   // Final residual and norm (redundant per thread), then this thread's rows of the LM head.
   for (int64_t c = 0; c < C; ++c) h[c] = cur[c];
@@ -797,8 +843,14 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   int8_t* hqp = me.hq.data<int8_t>();
   int32_t* gsp = me.hgs.defined() ? me.hgs.data<int32_t>() : nullptr;
   const float hsv = head_quantize(xnp, hqp, gsp);
+  mark(StepOp::norm_quant);
   head_share(xnp, hqp, &hsv, gsp, 1, logits, tid, n, true);
+  mark(StepOp::head);
   ctx.sync(warm_rows(layers[0].qkv, tid, n));  // the next token starts there
+  if (pr != nullptr) {
+    pr->mark(tid, StepOp::wait);
+    pr->end_step(tid);
+  }
 }
 
 Engine::Engine(EnginePlan plan, const EngineOptions& opts, const std::string& source)
@@ -821,6 +873,26 @@ const EngineOptions& Engine::options() const { return s_->opts; }
 bool Engine::ternary() const { return s_->all_ternary; }
 kq::KernelIsa Engine::isa() const { return s_->isa; }
 int Engine::threads() const { return s_->nt; }
+StepProfile* Engine::step_profile() { return s_->prof.get(); }
+
+std::array<double, kStepOps> Engine::step_op_bytes() const {
+  std::array<double, kStepOps> b{};
+  for (const auto& [name, t] : s_->plan.tensors) {
+    StepOp op = StepOp::gemv;  // layers.{l}.{q|k|v|o|gate|up|down}...: the linears
+    if (name == "embed_tokens") {
+      op = StepOp::other;  // one row a token
+      b[static_cast<size_t>(op)] += static_cast<double>(s_->C) * sizeof(float);
+      continue;
+    }
+    if (name.rfind("lm_head", 0) == 0) {
+      op = StepOp::head;
+    } else if (name.find("norm") != std::string::npos) {
+      op = StepOp::norm_quant;
+    }
+    b[static_cast<size_t>(op)] += static_cast<double>(t.nbytes());
+  }
+  return b;
+}
 
 size_t Engine::weights_bytes() const {
   size_t n = 0;

@@ -13,6 +13,7 @@
 // L layers, S max context.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,6 +24,7 @@
 #include "core/tensor.h"
 #include "infer/kernels.h"
 #include "infer/language_model.h"
+#include "infer/step_profile.h"
 #include "nn/llama_config.h"
 
 namespace tq::infer {
@@ -35,6 +37,7 @@ struct EngineOptions {
   std::string dense_dtype = "f32";  // weights of dense (unquantized) linears: f32 | bf16
   bool dense = false;  // lower quantized linears as dense t∘α + c (fake-quant weights, f32 acts)
   int threads = 0;     // 0: tq::num_threads()
+  bool profile = false;  // time decode steps by op (Engine::step_profile; infer/step_profile.h)
   void validate() const;  // names the offending field
 };
 
@@ -67,6 +70,11 @@ class Engine : public LanguageModel {
   size_t bytes_per_token() const;  // weights a decode step reads (no embedding table, no KV cache)
   kq::KernelIsa isa() const;
   int threads() const;
+  // With EngineOptions::profile: the time of the decode steps (forward with n = 1) so far, by op;
+  // nullptr otherwise. reset() it between measurements.
+  StepProfile* step_profile();
+  // Bytes of weights each kind of op reads per decoded token (linears, LM head, norm weights).
+  std::array<double, kStepOps> step_op_bytes() const;
 
  private:
   struct State;

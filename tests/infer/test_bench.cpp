@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "infer/bench.h"
+#include "infer/engine.h"
+#include "infer/lower.h"
 #include "tests/infer/toy_models.h"
 #include "tests/test_util.h"
 
@@ -74,6 +76,43 @@ TEST_CASE("bench: pp and tg rows, medians and derived rates") {
   o.repetitions = 0;
   CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o),
                        doctest::Contains("repetitions"), Error);
+}
+
+TEST_CASE("bench: --profile rows of an engine (tg only), and a clear error without profiling") {
+  infer::EngineOptions eo;
+  eo.profile = true;
+  infer::Engine e(infer::random_plan(test::tiny_engine_config(), eo, 3), eo, "random");
+  infer::BenchOptions o;
+  o.n_prompt = 4;
+  o.n_gen = 3;
+  o.repetitions = 2;
+  o.probes = false;
+  infer::bench_profile_hooks([&e] { return &e; }, o);
+  const infer::ModelCosts costs{static_cast<int64_t>(e.bytes_per_token()), 1, 1};
+  const auto rows = infer::run_bench([&](int) -> infer::LanguageModel& { return e; }, costs, o);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].profile.empty());  // pp: not a decode step
+  REQUIRE(rows[1].profile.size() == static_cast<size_t>(infer::kStepOps));
+  CHECK(e.step_profile()->steps() == 2 * 3);  // reset before the timed reps: the warm-up is not counted
+  double ms = 0, bytes = 0;
+  for (const auto& op : rows[1].profile) {
+    CHECK(op.ms_per_token >= 0);
+    ms += op.ms_per_token;
+    bytes += op.bytes_per_token;
+  }
+  CHECK(ms > 0);
+  CHECK(ms <= 1e3 / *std::min_element(rows[1].tokens_per_s.begin(), rows[1].tokens_per_s.end()));
+  CHECK(bytes == doctest::Approx(rows[1].bytes_per_token));
+  CHECK(rows[1].profile[0].op.find("linears") != std::string::npos);
+  const Json j = infer::bench_json(rows);
+  CHECK(!j[0].contains("profile"));
+  CHECK(j[1]["profile"].size() == static_cast<size_t>(infer::kStepOps));
+
+  infer::EngineOptions off;
+  infer::Engine plain(infer::random_plan(test::tiny_engine_config(), off, 3), off, "random");
+  infer::bench_profile_hooks([&plain] { return &plain; }, o);
+  CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return plain; }, costs, o),
+                       doctest::Contains("EngineOptions::profile"), Error);
 }
 
 TEST_CASE("bench: matmul multiply-adds of the LLaMA-3.2-1B shape") {

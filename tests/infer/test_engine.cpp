@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -469,6 +470,62 @@ TEST_CASE("engine: random plan of a given shape runs (packed, dense bf16, file r
   CHECK(std::isfinite(logits[0]));
   // The packed decode reads ~8x fewer weight bytes than bf16 (codes 2 bits + f16 scales / 16 bits).
   CHECK(e.bytes_per_token() < d.bytes_per_token());
+}
+
+TEST_CASE("engine: decode profile charges every step's time to its ops and leaves logits unchanged") {
+  nn::LlamaConfig c = tq::test::tiny_engine_config();
+  for (int threads : {1, 2}) {  // 1: step() on the caller; 2: decode_step in one parallel region
+    CAPTURE(threads);
+    EngineOptions o;
+    o.threads = threads;
+    const EnginePlan plan = random_plan(c, o, 9);
+    Engine plain(plan, o, "random");
+    CHECK(plain.step_profile() == nullptr);
+    EngineOptions op = o;
+    op.profile = true;
+    Engine prof(plan, op, "random");
+    REQUIRE(prof.step_profile() != nullptr);
+    CHECK(prof.step_profile()->threads() == threads);
+    const int32_t ids[6] = {3, 17, 200, 5, 5, 99};
+    std::vector<float> a(256), b(256);
+    double wall = 0;
+    for (int32_t id : ids) {
+      plain.forward(&id, 1, a.data(), false);
+      const auto t0 = std::chrono::steady_clock::now();
+      prof.forward(&id, 1, b.data(), false);
+      wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      CHECK(a == b);  // the marks only read the clock
+    }
+    const StepProfile& p = *prof.step_profile();
+    CHECK(p.steps() == 6);
+    const std::array<double, kStepOps> sec = p.seconds_per_step();
+    double sum = 0;
+    for (double v : sec) {
+      CHECK(v >= 0);
+      sum += v;
+    }
+    CHECK(sec[static_cast<size_t>(StepOp::gemv)] > 0);
+    CHECK(sec[static_cast<size_t>(StepOp::head)] > 0);
+    CHECK(sec[static_cast<size_t>(StepOp::attention)] > 0);
+    CHECK(sum * 6 <= wall);  // the ops of a step lie inside its forward call
+    // A prefill step is not a decode step: not counted.
+    const int32_t two[2] = {1, 2};
+    std::vector<float> l2(2 * 256);
+    prof.forward(two, 2, l2.data(), true);
+    CHECK(prof.step_profile()->steps() == 6);
+    prof.step_profile()->reset();
+    CHECK(prof.step_profile()->steps() == 0);
+    for (double v : prof.step_profile()->seconds_per_step()) CHECK(v == 0);
+    // The bytes each op reads add up to the bytes of a decoded token; linears and head dominate.
+    const std::array<double, kStepOps> bytes = prof.step_op_bytes();
+    double total = 0;
+    for (double v : bytes) total += v;
+    CHECK(total == doctest::Approx(static_cast<double>(prof.bytes_per_token())));
+    CHECK(bytes[static_cast<size_t>(StepOp::gemv)] > 0);
+    CHECK(bytes[static_cast<size_t>(StepOp::head)] > 0);
+    CHECK(bytes[static_cast<size_t>(StepOp::norm_quant)] == doctest::Approx(4.0 * 128 * 5));  // 2·2 + 1 norms
+    CHECK(bytes[static_cast<size_t>(StepOp::attention)] == 0);
+  }
 }
 
 // Decode speed on a LLaMA-3.2-1B-shaped random model; skipped by default. Run with
