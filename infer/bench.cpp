@@ -1,7 +1,5 @@
 #include "infer/bench.h"
 
-#include "infer/engine.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
