@@ -3,7 +3,8 @@
 //                    [--top-p P] [--seed S] [--fp]
 //   tqinfer ppl      --model DIR --text FILE [--ctx N] [--json] [--fp]
 //   tqinfer eval     --model DIR --tasks FILE|GLOB... [--output results.json] [--limit N] [--fp]
-//   tqinfer bench    (--model DIR | --shape llama-3.2-1b) [-p 512] [-n 128] [-r 5] [-t 1,2] [--json] [--fp]
+//   tqinfer bench    (--model DIR | --shape llama-3.2-1b) [-p 512] [-n 128] [-d 0] [-r 5] [-t 1,2] [--json]
+//                    [--fp] [--profile]
 //   tqinfer convert  --model DIR --output FILE
 // Every subcommand runs on the packed ternary engine (infer/engine.h) by default and on the training graph
 // (full precision, or fake-quant when config.json has a quantization_config) with --fp. open_model() is
@@ -361,6 +362,8 @@ int main(int argc, char** argv) {
   be->add_option("--shape", ba.shape, "random ternary model of a shape: tiny, small, llama-3.2-1b, llama-3.2-3b");
   be->add_option("-p,--n-prompt", ba.o.n_prompt, "prefill tokens (default 512, 0 = skip)");
   be->add_option("-n,--n-gen", ba.o.n_gen, "decode tokens (default 128, 0 = skip)");
+  be->add_option("-d,--n-depth", ba.o.n_depth,
+                 "tokens already in the context when each test starts (default 0; prefilled untimed)");
   be->add_option("-r,--repetitions", ba.o.repetitions, "timed repetitions (default 5)");
   be->add_option("-t,--threads", ba.threads, "comma-separated thread counts (default 1)");
   be->add_option("--dense", ba.dense, "with --shape: dense f32 | bf16 weights instead of packed ternary (engine)");

@@ -63,6 +63,7 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
   TQ_CHECK(!o.threads.empty(), "[bench] no thread counts given");
   TQ_CHECK(o.n_prompt >= 0 && o.n_gen >= 0 && o.n_prompt + o.n_gen > 0,
            "[bench] need -p > 0 or -n > 0 (got {} and {})", o.n_prompt, o.n_gen);
+  TQ_CHECK(o.n_depth >= 0, "[bench] depth (-d) must be >= 0, got {}", o.n_depth);
   std::vector<BenchRow> rows;
   using Clock = std::chrono::steady_clock;
   for (int t : o.threads) {
@@ -70,11 +71,13 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
     set_num_threads(t);
     LanguageModel& lm = make(t);
     const int64_t V = lm.vocab_size();
-    TQ_CHECK(std::max(o.n_prompt, o.n_gen) <= lm.max_context(),
-             "[bench] the test needs {} tokens of context; the model holds {} — hint: lower -p / -n",
-             std::max(o.n_prompt, o.n_gen), lm.max_context());
+    const int64_t need = o.n_depth + std::max(o.n_prompt, o.n_gen);
+    TQ_CHECK(need <= lm.max_context(),
+             "[bench] the test needs {} tokens of context (depth {} + {}); the model holds {} — hint: "
+             "lower -d / -p / -n",
+             need, o.n_depth, std::max(o.n_prompt, o.n_gen), lm.max_context());
     Rng rng(o.seed);
-    std::vector<int32_t> ids(static_cast<size_t>(std::max(o.n_prompt, o.n_gen)));
+    std::vector<int32_t> ids(static_cast<size_t>(need));  // the depth's tokens, then the test's
     for (auto& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
     std::vector<float> logits(static_cast<size_t>(V));
     // The read probe is measured next to every timed repetition (Note [Probe next to each rep]).
@@ -83,24 +86,36 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
     const double peak = o.probes ? int8_peak_probe_gops(t) : std::numeric_limits<double>::quiet_NaN();
     auto run_test = [&](const std::string& name, int64_t n, bool prefill) {
       BenchRow row;
-      row.test = name;
+      row.test = o.n_depth > 0 ? fmt::format("{}@d{}", name, o.n_depth) : name;
+      row.depth = o.n_depth;
       row.threads = t;
       row.model = lm.describe();
       std::vector<double> probes;  // probes[i] before timed rep i, probes[R] after the last
       for (int64_t rep = 0; rep <= o.repetitions; ++rep) {  // rep 0 warms up
         if (probe && rep > 0) probes.push_back(probe->measure());
-        if (rep == 1 && !prefill && o.profile_reset) o.profile_reset();
         lm.reset();
+        if (o.n_depth > 0) lm.forward(ids.data(), o.n_depth, logits.data(), false);  // untimed context
+        const int32_t* test_ids = ids.data() + o.n_depth;
+        const bool profiled = rep > 0 && !prefill && o.profile_reset && o.profile_read;
+        if (profiled) o.profile_reset();
         const auto t0 = Clock::now();
         if (prefill) {
-          lm.forward(ids.data(), n, logits.data(), /*all_logits=*/false);
+          lm.forward(test_ids, n, logits.data(), /*all_logits=*/false);
         } else {
-          for (int64_t i = 0; i < n; ++i) lm.forward(&ids[static_cast<size_t>(i)], 1, logits.data(), false);
+          for (int64_t i = 0; i < n; ++i) lm.forward(test_ids + i, 1, logits.data(), false);
         }
         const double s = std::chrono::duration<double>(Clock::now() - t0).count();
         if (rep > 0) row.tokens_per_s.push_back(static_cast<double>(n) / s);
+        if (profiled) {  // the mean over the timed runs, op by op
+          const std::vector<BenchOpTime> p = o.profile_read();
+          if (row.profile.empty()) row.profile.assign(p.size(), BenchOpTime{});
+          for (size_t k = 0; k < p.size() && k < row.profile.size(); ++k) {
+            row.profile[k].op = p[k].op;
+            row.profile[k].ms_per_token += p[k].ms_per_token / static_cast<double>(o.repetitions);
+            row.profile[k].bytes_per_token = p[k].bytes_per_token;
+          }
+        }
       }
-      if (!prefill && o.profile_read) row.profile = o.profile_read();
       row.median_tps = median(row.tokens_per_s);
       row.bytes_per_token = prefill ? static_cast<double>(costs.weight_bytes) / static_cast<double>(n)
                                     : static_cast<double>(costs.weight_bytes);
@@ -169,14 +184,15 @@ void print_profile(const BenchRow& r, std::FILE* out) {
 }  // namespace
 
 void print_bench_table(const std::vector<BenchRow>& rows, std::FILE* out) {
-  std::fprintf(out, "| %-7s | %7s | %14s | %12s | %10s | %13s | %10s | %13s |\n", "test", "threads", "t/s (median)",
+  std::fprintf(out, "| %-10s | %7s | %14s | %12s | %10s | %13s | %10s | %13s |\n", "test", "threads", "t/s (median)",
                "MB/token", "GB/s", "% of probe BW", "GOP/s", "% int8 peak");
-  std::fprintf(out, "|---------|---------|----------------|--------------|------------|---------------|------------|---------------|\n");
+  std::fprintf(out, "|------------|---------|----------------|--------------|------------|---------------|------------|---------------|\n");
   for (const BenchRow& r : rows) {
     auto pct = [](double a, double b) {
-      return std::isfinite(b) && b > 0 ? fmt::format("{:.1f}", 100.0 * a / b) : std::string("n/a");
+      return std::isfinite(a) && std::isfinite(b) && b > 0 ? fmt::format("{:.1f}", 100.0 * a / b)
+                                                         : std::string("n/a");
     };
-    std::fprintf(out, "| %-7s | %7d | %14.2f | %12.3f | %10.2f | %13s | %10.2f | %13s |\n", r.test.c_str(), r.threads,
+    std::fprintf(out, "| %-10s | %7d | %14.2f | %12.3f | %10.2f | %13s | %10.2f | %13s |\n", r.test.c_str(), r.threads,
                  r.median_tps, r.bytes_per_token / 1e6, r.achieved_gbs, pct(r.probe_fraction, 1.0).c_str(),
                  r.achieved_gops, pct(r.achieved_gops, r.peak_gops).c_str());
   }
@@ -201,6 +217,7 @@ Json bench_json(const std::vector<BenchRow>& rows) {
   Json a = Json::array();
   for (const BenchRow& r : rows) {
     a.push_back(Json{{"test", r.test},
+                     {"n_depth", r.depth},
                      {"threads", r.threads},
                      {"model", r.model},
                      {"tokens_per_s", r.tokens_per_s},

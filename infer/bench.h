@@ -34,14 +34,15 @@ struct BenchOpTime {
 struct BenchOptions {
   int64_t n_prompt = 512;     // pp test size (0: skip)
   int64_t n_gen = 128;        // tg test size (0: skip)
+  int64_t n_depth = 0;        // context filled (untimed) before every run of a test, like llama-bench -d
   int64_t repetitions = 5;
   std::vector<int> threads = {1};
   uint64_t seed = 1;          // random token ids
   size_t probe_bytes = size_t{1} << 28;  // read-bandwidth probe buffer (256 MiB)
   bool probes = true;         // run the bandwidth / int8 peak probes
-  // Optional decode profile (Engine with EngineOptions::profile): profile_reset() is called right
-  // before the first timed repetition of each tg test, profile_read() after its last one; the result
-  // lands in BenchRow::profile. bench_profile_hooks() builds both for an engine.
+  // Optional decode profile (Engine with EngineOptions::profile): profile_reset() right before each
+  // timed run of a tg test (after its depth prefill), profile_read() right after it; BenchRow::profile
+  // is the mean over the runs. bench_profile_hooks() builds both for an engine.
   std::function<void()> profile_reset;
   std::function<std::vector<BenchOpTime>()> profile_read;
 };
@@ -59,7 +60,8 @@ int64_t llama_head_macs(const nn::LlamaConfig& cfg);
 ModelCosts llama_costs(const nn::LlamaConfig& cfg, int64_t weight_bytes);
 
 struct BenchRow {
-  std::string test;  // "pp512" / "tg128"
+  std::string test;  // "pp512" / "tg128"; "tg128@d512" with BenchOptions::n_depth = 512
+  int64_t depth = 0;  // tokens in the context before each timed run
   int threads = 1;
   std::vector<double> tokens_per_s;  // one per repetition
   double median_tps = 0;

@@ -69,9 +69,27 @@ TEST_CASE("bench: pp and tg rows, medians and derived rates") {
   CHECK(infer::bench_json(probed)[1]["probe_read_gbs_reps"].size() == 4);
   o.probes = false;
 
+  // -d: each run starts after `n_depth` untimed tokens (one more forward per run).
+  o.n_depth = 8;
+  lm.calls = 0;
+  const auto deep = infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o);
+  CHECK(lm.calls == 4 * (1 + 1) + 4 * (1 + 4));
+  CHECK(deep[0].test == "pp8@d8");
+  CHECK(deep[1].test == "tg4@d8");
+  CHECK(deep[1].depth == 8);
+  CHECK(infer::bench_json(deep)[1]["n_depth"] == 8);
+  CHECK(lm.position() == 8 + 4);
+  o.n_depth = 57;  // 57 + 8 > 64
+  CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o),
+                       doctest::Contains("lower -d"), Error);
+  o.n_depth = -1;
+  CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o),
+                       doctest::Contains("depth (-d) must be >= 0"), Error);
+  o.n_depth = 0;
+
   o.n_prompt = 100;  // more than the toy's context of 64
   CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o),
-                       doctest::Contains("lower -p"), Error);
+                       doctest::Contains("lower -d / -p / -n"), Error);
   o.n_prompt = 8;
   o.repetitions = 0;
   CHECK_THROWS_WITH_AS(infer::run_bench([&](int) -> infer::LanguageModel& { return lm; }, costs, o),
@@ -93,7 +111,7 @@ TEST_CASE("bench: --profile rows of an engine (tg only), and a clear error witho
   REQUIRE(rows.size() == 2);
   CHECK(rows[0].profile.empty());  // pp: not a decode step
   REQUIRE(rows[1].profile.size() == static_cast<size_t>(infer::kStepOps));
-  CHECK(e.step_profile()->steps() == 2 * 3);  // reset before the timed reps: the warm-up is not counted
+  CHECK(e.step_profile()->steps() == 3);  // reset before each timed run, read after it
   double ms = 0, bytes = 0;
   for (const auto& op : rows[1].profile) {
     CHECK(op.ms_per_token >= 0);
