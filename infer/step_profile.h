@@ -1,14 +1,15 @@
 // Where the time of decode steps goes, by kind of op: EngineOptions::profile turns it on, and
-// `tqinfer bench --profile` prints it next to the tg rows (ms per token, MB per token, GB/s). Each
-// thread charges the time since its own previous mark to an op, so a step's ops sum to its wall
-// time on every thread; the summary averages the threads. A mark is one steady_clock read (≈ 100
-// marks per LLaMA-3.2-1B token, well under 0.5% of a step), which is why profiling is off by
-// default.
+// `tqinfer bench --profile` prints it next to the tg rows (ms, MB and GB/s per token). Each thread
+// charges the time since its own previous mark to an op, so a step's ops sum to its wall time on
+// every thread; the summary averages the threads. A mark is one steady_clock read (≈ 100 per
+// LLaMA-3.2-1B token; tg128 tokens/s did not change measurably), still off by default.
 //
 //   StepProfile p(threads);
-//   p.begin(tid);  rms_norm(...);  p.mark(tid, StepOp::norm_quant);  gemv(...);  p.mark(tid,
-//   StepOp::gemv); p.end_step(tid); std::array<double, kStepOps> s = p.seconds_per_step();  // mean
-//   over threads and steps
+//   p.begin(tid);
+//   rms_norm(...);  p.mark(tid, StepOp::norm_quant);
+//   gemv(...);      p.mark(tid, StepOp::gemv);
+//   p.end_step(tid);
+//   std::array<double, kStepOps> s = p.seconds_per_step();  // mean over threads and steps
 #pragma once
 
 #include <array>
@@ -18,11 +19,10 @@
 
 namespace tq::infer {
 
-// What a stretch of a decode step did. `wait`: at a barrier (with Note [Warm while waiting]'s
-// reads).
+// What a stretch of a decode step did. `wait`: at a barrier (with Note [Warm while waiting]'s reads).
 enum class StepOp : int { gemv, head, norm_quant, attention, swiglu_quant, wait, other };
 inline constexpr int kStepOps = 7;
-const char* step_op_name(StepOp op);  // "ternary/dense linears", "LM head", ...
+const char* step_op_name(StepOp op);  // "linears (qkv, o, gate-up, down)", "LM head", ...
 
 class StepProfile {
  public:
