@@ -2,7 +2,8 @@
 # The inference targets of the engine issue, measured in one go on the LLaMA-3.2-1B shape (random
 # weights): prefill pp512 against the int8 dot-product peak, decode tg128 against the read-bandwidth
 # probe, and packed ternary decode against the same engine's dense bf16 path. Every `tqinfer bench`
-# run measures its own probes in the same process; figures are medians of -r repetitions.
+# run measures its own probes in the same process; figures are medians of -r repetitions. The
+# ternary int8-head run is profiled (--profile): the last lines split its decode step.
 #
 #   bench/engine_targets.sh [build/release] [reps=5]
 #
@@ -23,7 +24,7 @@ run() {  # name, args...
   "$tq" --log-level warn bench --shape llama-3.2-1b "$@" --json > "$out/$name.json"
 }
 
-run ternary_int8 -p 512 -n 128 -r "$reps" -t 1,2
+run ternary_int8 -p 512 -n 128 -r "$reps" -t 1,2 --profile
 run ternary_q4 --lm-head q4 -p 512 -n 128 -r "$reps" -t 1,2
 run bf16_int8 --dense bf16 -p 0 -n 32 -r 3 -t 1,2
 run bf16_bf16 --dense bf16 --lm-head bf16 -p 0 -n 32 -r 3 -t 1,2
@@ -60,4 +61,23 @@ for thr in (1, 2):
     print(f"{thr} thread(s): ternary/bf16 decode, both int8 head: "
           f"{t8['median_tokens_per_s'] / b8['median_tokens_per_s']:.2f}x; "
           f"ternary q4 head / bf16 with bf16 head: {tq4['median_tokens_per_s'] / bb['median_tokens_per_s']:.2f}x")
+# Where the ternary int8-head decode step goes (tqinfer bench --profile; docs/tqinfer.md).
+for thr in (1, 2):
+    r = get("ternary_int8", "tg", thr)
+    if not r or "profile" not in r:
+        continue
+    ops = {p["op"]: p for p in r["profile"]}
+    total = sum(p["ms_per_token"] for p in r["profile"])
+    probe = r["probe_read_gbs"] or float("nan")
+    def part(prefix):
+        p = next(v for k, v in ops.items() if k.startswith(prefix))
+        gbs = p["bytes_per_token"] / p["ms_per_token"] / 1e6 if p["ms_per_token"] > 0 else float("nan")
+        return p, gbs
+    lin, lin_gbs = part("linears")
+    head, head_gbs = part("LM head")
+    rest = total - lin["ms_per_token"] - head["ms_per_token"]
+    print(f"{thr} thread(s) decode profile: linears {lin['ms_per_token']:.3f} ms "
+          f"({pct(lin_gbs, probe):.1f}% of probe), LM head {head['ms_per_token']:.3f} ms "
+          f"({pct(head_gbs, probe):.1f}%), ops without weights and waits {rest:.3f} ms "
+          f"({pct(rest, total):.1f}% of the step)")
 EOF
