@@ -546,11 +546,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
   const float* sinp = rope_sin.data<float>();
   // EngineOptions::profile times decode steps run from this thread (one thread, or one parallel
   // region per op: barrier waits are then inside the ops).
-  StepProfile* const pr = T == 1 && !ctx.in_region ? prof.get() : nullptr;
-  auto mark = [pr](StepOp op) {
-    if (pr != nullptr) pr->mark(0, op);
-  };
-  if (pr != nullptr) pr->begin(0);
+  const StepMarker mark(T == 1 && !ctx.in_region ? prof.get() : nullptr, 0);
 
   ctx.run([&](int tid, int n) {
     int64_t b, e;
@@ -655,7 +651,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
     mark(StepOp::gemv);
   }
   if (!want_head) {  // a middle chunk of a long prompt: no logits wanted
-    if (pr != nullptr) pr->end_step(0);
+    mark.end_step();
     return;
   }
   // Final residual, norm and LM head for the tokens whose logits are wanted.
@@ -679,10 +675,8 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
     head_share(xnp + t0 * C, hqp + t0 * C, hsp + t0, hgsp != nullptr ? hgsp + t0 * G4 : nullptr, nT,
                logits, tid, n, ctx.in_region);
   });
-  if (pr != nullptr) {
-    pr->mark(0, StepOp::head);
-    pr->end_step(0);
-  }
+  mark(StepOp::head);
+  mark.end_step();
 }
 
 float Engine::State::head_quantize(const float* hn, int8_t* q, int32_t* gsums) const {
@@ -780,11 +774,8 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   float* tp = tmp.data<float>();
   const float* cosp = rope_cos.data<float>() + p0 * half;
   const float* sinp = rope_sin.data<float>() + p0 * half;
-  StepProfile* const pr = prof.get();  // EngineOptions::profile; marks below charge the time since
-  auto mark = [pr, tid](StepOp op) {    // the previous mark to op
-    if (pr != nullptr) pr->mark(tid, op);
-  };
-  if (pr != nullptr) pr->begin(tid);
+  // EngineOptions::profile: each mark charges the time since the previous one to its op.
+  const StepMarker mark(prof.get(), tid);
   int64_t cb, ce;  // this thread's slice of the residual
   split(C, tid, n, cb, ce);
   const float* cur = embed + static_cast<int64_t>(id) * C;
@@ -871,10 +862,8 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   head_share(xnp, hqp, &hsv, gsp, 1, logits, tid, n, true);
   mark(StepOp::head);
   ctx.sync(warm_rows(layers[0].qkv, tid, n));  // the next token starts there
-  if (pr != nullptr) {
-    pr->mark(tid, StepOp::wait);
-    pr->end_step(tid);
-  }
+  mark(StepOp::wait);
+  mark.end_step();
 }
 
 Engine::Engine(EnginePlan plan, const EngineOptions& opts, const std::string& source)

@@ -10,6 +10,7 @@
 //   gemv(...);      p.mark(tid, StepOp::gemv);
 //   p.end_step(tid);
 //   std::array<double, kStepOps> s = p.seconds_per_step();  // mean over threads and steps
+//   StepMarker mark(maybe_null_profile, tid);  mark(StepOp::gemv);  mark.end_step();  // the same
 #pragma once
 
 #include <array>
@@ -43,6 +44,25 @@ class StepProfile {
     int64_t steps = 0;
   };
   std::vector<Lane> lanes_;
+};
+
+// One thread's marks into an optional profile: every call is a no-op when the profile is null (the
+// engine's steps mark unconditionally). Construction begins the step.
+class StepMarker {
+ public:
+  StepMarker(StepProfile* p, int tid) : p_(p), tid_(tid) {
+    if (p_ != nullptr) p_->begin(tid_);
+  }
+  void operator()(StepOp op) const {
+    if (p_ != nullptr) p_->mark(tid_, op);
+  }
+  void end_step() const {
+    if (p_ != nullptr) p_->end_step(tid_);
+  }
+
+ private:
+  StepProfile* p_;
+  int tid_;
 };
 
 }  // namespace tq::infer
