@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
   be->add_flag("--no-probes", [&](int64_t) { ba.o.probes = false; }, "skip the bandwidth / int8 peak probes");
   be->add_flag("--fp", ba.fp, "run the training graph instead of the packed engine");
   be->add_flag("--profile", ba.profile,
-               "with tg: time each kind of op of the decode steps (ms, MB and GB/s per token)");
+               "time each kind of op of the timed steps (ms per token; decode also MB and GB/s)");
 
   // convert
   std::string conv_model, conv_out;

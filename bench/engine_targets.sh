@@ -3,7 +3,7 @@
 # weights): prefill pp512 against the int8 dot-product peak, decode tg128 against the read-bandwidth
 # probe, and packed ternary decode against the same engine's dense bf16 path. Every `tqinfer bench`
 # run measures its own probes in the same process; figures are medians of -r repetitions. The
-# ternary int8-head run is profiled (--profile): the last lines split its decode step.
+# ternary int8-head run is profiled (--profile): the last lines split its decode and prefill steps.
 #
 #   bench/engine_targets.sh [build/release] [reps=5]
 #
@@ -80,4 +80,13 @@ for thr in (1, 2):
           f"({pct(lin_gbs, probe):.1f}% of probe), LM head {head['ms_per_token']:.3f} ms "
           f"({pct(head_gbs, probe):.1f}%), ops without weights and waits {rest:.3f} ms "
           f"({pct(rest, total):.1f}% of the step)")
+# Where the prefill time goes (ms per prompt token, each op's share of it).
+for thr in (1, 2):
+    r = get("ternary_int8", "pp", thr)
+    if not r or "profile" not in r:
+        continue
+    total = sum(p["ms_per_token"] for p in r["profile"])
+    parts = ", ".join(f"{p['op'].split(' (')[0]} {pct(p['ms_per_token'], total):.1f}%"
+                      for p in r["profile"] if p["ms_per_token"] > 0)
+    print(f"{thr} thread(s) prefill profile: {total:.3f} ms per prompt token: {parts}")
 EOF

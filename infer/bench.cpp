@@ -96,7 +96,7 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
         lm.reset();
         if (o.n_depth > 0) lm.forward(ids.data(), o.n_depth, logits.data(), false);  // untimed context
         const int32_t* test_ids = ids.data() + o.n_depth;
-        const bool profiled = rep > 0 && !prefill && o.profile_reset && o.profile_read;
+        const bool profiled = rep > 0 && o.profile_reset && o.profile_read;
         if (profiled) o.profile_reset();
         const auto t0 = Clock::now();
         if (prefill) {
@@ -107,12 +107,12 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
         const double s = std::chrono::duration<double>(Clock::now() - t0).count();
         if (rep > 0) row.tokens_per_s.push_back(static_cast<double>(n) / s);
         if (profiled) {  // the mean over the timed runs, op by op
-          const std::vector<BenchOpTime> p = o.profile_read();
+          const std::vector<BenchOpTime> p = o.profile_read(n);
           if (row.profile.empty()) row.profile.assign(p.size(), BenchOpTime{});
           for (size_t k = 0; k < p.size() && k < row.profile.size(); ++k) {
             row.profile[k].op = p[k].op;
             row.profile[k].ms_per_token += p[k].ms_per_token / static_cast<double>(o.repetitions);
-            row.profile[k].bytes_per_token = p[k].bytes_per_token;
+            row.profile[k].bytes_per_token = prefill ? 0.0 : p[k].bytes_per_token;
           }
         }
       }
@@ -150,8 +150,8 @@ std::vector<BenchRow> run_bench(const std::function<LanguageModel&(int)>& make, 
 
 namespace {
 
-// The decode profile of a tg row (BenchOptions::profile_read): the ops of a step add up to its wall
-// time on each thread; GB/s only for the ops that stream weights (not a few kB of norm weights).
+// The profile of a row (BenchOptions::profile_read): the ops of a step add up to its wall time on
+// each thread; GB/s only for decode ops that stream weights (not a few kB of norm weights).
 void print_profile(const BenchRow& r, std::FILE* out) {
   double total = 0, bytes = 0;
   for (const BenchOpTime& op : r.profile) {
@@ -159,8 +159,8 @@ void print_profile(const BenchRow& r, std::FILE* out) {
     bytes += op.bytes_per_token;
   }
   const char* row = "| %-33s | %9s | %9s | %9s | %8s | %13s |\n";
-  std::fprintf(out, "\n%s, %d thread(s), per decoded token (mean of the threads, timed reps):\n",
-               r.test.c_str(), r.threads);
+  std::fprintf(out, "\n%s, %d thread(s), per %s token (mean of the threads, timed reps):\n",
+               r.test.c_str(), r.threads, bytes > 0 ? "decoded" : "prompt");
   std::fprintf(out, row, "op", "ms/token", "% of step", "MB/token", "GB/s", "% of probe BW");
   std::fprintf(out, "|%s|%s|%s|%s|%s|%s|\n", std::string(35, '-').c_str(), std::string(11, '-').c_str(),
                std::string(11, '-').c_str(), std::string(11, '-').c_str(),
@@ -170,7 +170,7 @@ void print_profile(const BenchRow& r, std::FILE* out) {
   };
   for (const BenchOpTime& op : r.profile) {
     const double gbs = op.ms_per_token > 0 ? op.bytes_per_token / op.ms_per_token * 1e-6 : 0.0;
-    const bool streams = op.bytes_per_token >= 0.05 * bytes;
+    const bool streams = bytes > 0 && op.bytes_per_token >= 0.05 * bytes;
     const bool probed = streams && std::isfinite(r.probe_gbs) && r.probe_gbs > 0;
     std::fprintf(out, row, op.op.c_str(), fmt::format("{:.4g}", op.ms_per_token).c_str(),
                  fmt::format("{:.1f}", total > 0 ? 100.0 * op.ms_per_token / total : 0.0).c_str(),
@@ -250,9 +250,10 @@ void bench_profile_hooks(const std::function<Engine*()>& get, BenchOptions& o) {
     return e;
   };
   o.profile_reset = [prof]() { prof()->step_profile()->reset(); };
-  o.profile_read = [prof]() {
+  o.profile_read = [prof](int64_t tokens) {
     Engine* e = prof();
-    const std::array<double, kStepOps> sec = e->step_profile()->seconds_per_step();
+    std::array<double, kStepOps> sec = e->step_profile()->seconds();
+    for (double& v : sec) v /= static_cast<double>(std::max<int64_t>(tokens, 1));
     const std::array<double, kStepOps> bytes = e->step_op_bytes();
     std::vector<BenchOpTime> out;
     for (int i = 0; i < kStepOps; ++i) {

@@ -24,11 +24,11 @@
 
 namespace tq::infer {
 
-// One kind of op of a decode step (infer/step_profile.h): time and weight bytes per token.
+// One kind of op of a step (infer/step_profile.h): time and (decode) weight bytes per token.
 struct BenchOpTime {
   std::string op;
   double ms_per_token = 0;
-  double bytes_per_token = 0;  // weights it reads (0: none)
+  double bytes_per_token = 0;  // weights it reads per decoded token (0: none, and in pp rows)
 };
 
 struct BenchOptions {
@@ -40,11 +40,11 @@ struct BenchOptions {
   uint64_t seed = 1;          // random token ids
   size_t probe_bytes = size_t{1} << 28;  // read-bandwidth probe buffer (256 MiB)
   bool probes = true;         // run the bandwidth / int8 peak probes
-  // Optional decode profile (Engine with EngineOptions::profile): profile_reset() right before each
-  // timed run of a tg test (after its depth prefill), profile_read() right after it; BenchRow::profile
-  // is the mean over the runs. bench_profile_hooks() builds both for an engine.
+  // Optional step profile (Engine with EngineOptions::profile): profile_reset() right before each
+  // timed run of a test (after its depth prefill), profile_read(tokens) right after it, per token of
+  // the run; BenchRow::profile is the mean over the runs. bench_profile_hooks() builds both.
   std::function<void()> profile_reset;
-  std::function<std::vector<BenchOpTime>()> profile_read;
+  std::function<std::vector<BenchOpTime>(int64_t tokens)> profile_read;
 };
 
 struct ModelCosts {
@@ -73,7 +73,7 @@ struct BenchRow {
   double achieved_gops = 0;    // 2 * macs * median_tps / 1e9
   double peak_gops = 0;        // int8 dot-product peak probe (NaN when not available)
   std::string model;           // describe()
-  std::vector<BenchOpTime> profile;  // tg rows with BenchOptions::profile_read: per op of a step
+  std::vector<BenchOpTime> profile;  // with BenchOptions::profile_read: per op, per token
 };
 
 class Engine;

@@ -60,6 +60,10 @@ struct Ctx {
   bool in_region = false;
   int tid = 0, nt = 1;
   SpinBarrier* bar = nullptr;  // in a region: the team's barrier (Note [Decode with few barriers])
+  const StepMarker* mark = nullptr;  // EngineOptions::profile: this thread's marks, set by step()
+  void marked(StepOp op) const {
+    if (mark != nullptr) (*mark)(op);
+  }
   void sync() const {
     if (bar != nullptr) {
       bar->wait();
@@ -75,18 +79,25 @@ struct Ctx {
 #pragma omp barrier
     }
   }
+  // One op of a step: in a region the thread's share, then a barrier (its time charged to `wait`);
+  // else the op on this thread or in a parallel region of its own (barrier time inside `op`).
   template <class F>
-  void run(const F& f) const {
+  void run(StepOp op, const F& f) const {
     if (in_region) {
       f(tid, nt);
+      marked(op);
       sync();
-    } else if (nt == 1) {
+      marked(StepOp::wait);
+      return;
+    }
+    if (nt == 1) {
       f(0, 1);
     } else {
       const int n = nt;
 #pragma omp parallel num_threads(n)
       f(omp_get_thread_num(), omp_get_num_threads());
     }
+    marked(op);
   }
 };
 
@@ -236,8 +247,7 @@ struct Engine::State {
   void build();
   Mat make_mat(const std::string& name) const;
   void alloc();
-  void step(const int32_t* ids, int64_t T, float* logits, bool all_logits, bool want_head,
-            const Ctx& ctx);
+  void step(const int32_t* ids, int64_t T, float* logits, bool all_logits, bool want_head, Ctx ctx);
   // Decode of one token inside the step's parallel region (all-ternary plans, nt > 1) with 5
   // barriers per layer instead of 9: see Note [Decode with few barriers].
   void decode_step(int32_t id, float* logits, const Ctx& ctx);
@@ -495,7 +505,8 @@ void Engine::State::linear(const Mat& m, int64_t op, const Tensor& in_f32,
   float* y = out.data<float>();
   const int64_t ldy = out.size(1);
   if (m.ternary) {
-    ctx.run([&](int tid, int n) { packed_rows(m.packed, op, in_q, T, y, ldy, tid, n, ctx.in_region); });
+    ctx.run(StepOp::gemv,
+            [&](int tid, int n) { packed_rows(m.packed, op, in_q, T, y, ldy, tid, n, ctx.in_region); });
     return;
   }
   TQ_DEBUG_ASSERT(!ctx.in_region);
@@ -526,12 +537,13 @@ void Engine::State::linear(const Mat& m, int64_t op, const Tensor& in_f32,
       for (int64_t j = 0; j < m.rows; ++j) y[t * ldy + j] += bp[j];
     }
   }
+  ctx.marked(StepOp::gemv);
 }
 
 // One step of T <= Tc tokens at positions pos .. pos+T-1. Every thread runs this function when
 // ctx.in_region; all shared writes happen inside ctx.run.
 void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_logits,
-                         bool want_head, const Ctx& ctx) {
+                         bool want_head, Ctx ctx) {
   const int64_t p0 = pos, HD = H * D, half = D / 2, group = H / Hkv;
   const int64_t qkv_ld = qkv.size(1);
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
@@ -544,20 +556,20 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
   float* hfp = hf.data<float>();
   const float* cosp = rope_cos.data<float>();
   const float* sinp = rope_sin.data<float>();
-  // EngineOptions::profile times decode steps run from this thread (one thread, or one parallel
-  // region per op: barrier waits are then inside the ops).
-  const StepMarker mark(T == 1 && !ctx.in_region ? prof.get() : nullptr, 0);
+  // EngineOptions::profile: every thread of a region marks its own ops and waits (Ctx::run); with
+  // one parallel region per op, the calling thread marks and barrier waits stay inside the ops.
+  const StepMarker mark(prof.get(), ctx.in_region ? ctx.tid : 0);
+  ctx.mark = &mark;
 
-  ctx.run([&](int tid, int n) {
+  ctx.run(StepOp::other, [&](int tid, int n) {
     int64_t b, e;
     split(T, tid, n, b, e);
     for (int64_t t = b; t < e; ++t) std::memcpy(xp + t * C, embed + ids[t] * C, sizeof(float) * C);
   });
-  mark(StepOp::other);
   for (int64_t l = 0; l < L; ++l) {
     const Layer& ly = layers[static_cast<size_t>(l)];
     // x += tmp (the previous layer's down projection), RMSNorm, int8 quantization.
-    ctx.run([&](int tid, int n) {
+    ctx.run(StepOp::norm_quant, [&](int tid, int n) {
       int64_t b, e;
       split(T, tid, n, b, e);
       for (int64_t t = b; t < e; ++t) {
@@ -566,9 +578,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.qkv.ternary) quantize_act_row(xnp + t * C, t, qa_c);
       }
     });
-    mark(StepOp::norm_quant);
     linear(ly.qkv, 4 * l, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
-    mark(StepOp::gemv);
     const int64_t kstride = kcache_elems(S, D);  // one KV head's K cache
     float* kl = kc.data<float>() + l * Hkv * kstride;
     float* vl = vc.data<float>() + l * Hkv * S * D;
@@ -588,7 +598,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
     if (T == 1) {
       // Decode: one op, KV heads dealt round-robin; each thread caches its KV head, then attends
       // with the q heads of its group, so no barrier is needed between RoPE and attention.
-      ctx.run([&](int tid, int n) {
+      ctx.run(StepOp::attention, [&](int tid, int n) {
         float* sc = scores.data<float>() + tid * scores.size(1);
         for (int64_t kh = tid; kh < Hkv; kh += n) {
           rope_head(0, H + kh);
@@ -598,14 +608,14 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         }
       });
     } else {
-      ctx.run([&](int tid, int n) {
+      ctx.run(StepOp::attention, [&](int tid, int n) {
         int64_t b, e;
         split(T * (H + Hkv), tid, n, b, e);
         for (int64_t i = b; i < e; ++i) rope_head(i / (H + Hkv), i % (H + Hkv));
       });
       // Causal GQA attention, (token, KV head) pairs dealt round-robin (causal rows differ in cost);
       // each pair is the group of q heads sharing that KV head.
-      ctx.run([&](int tid, int n) {
+      ctx.run(StepOp::attention, [&](int tid, int n) {
         float* sc = scores.data<float>() + tid * scores.size(1);
         for (int64_t i = tid; i < T * Hkv; i += n) {
           const int64_t t = i / Hkv, kh = i % Hkv;
@@ -614,18 +624,15 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         }
       });
     }
-    mark(StepOp::attention);
     if (ly.o.ternary) {
-      ctx.run([&](int tid, int n) {
+      ctx.run(StepOp::norm_quant, [&](int tid, int n) {
         int64_t b, e;
         split(T, tid, n, b, e);
         for (int64_t t = b; t < e; ++t) quantize_act_row(attp + t * HD, t, qa_hd);
       });
     }
-    mark(StepOp::norm_quant);
     linear(ly.o, 4 * l + 1, att, qa_hd, T, tmp, ctx);
-    mark(StepOp::gemv);
-    ctx.run([&](int tid, int n) {
+    ctx.run(StepOp::norm_quant, [&](int tid, int n) {
       int64_t b, e;
       split(T, tid, n, b, e);
       for (int64_t t = b; t < e; ++t) {
@@ -634,11 +641,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.gu.ternary) quantize_act_row(xnp + t * C, t, qa_c);
       }
     });
-    mark(StepOp::norm_quant);
     linear(ly.gu, 4 * l + 2, xn, qa_c, T, gu, ctx);
-    mark(StepOp::gemv);
     const int64_t gu_ld = gu.size(1);
-    ctx.run([&](int tid, int n) {
+    ctx.run(StepOp::swiglu_quant, [&](int tid, int n) {
       int64_t b, e;
       split(T, tid, n, b, e);
       for (int64_t t = b; t < e; ++t) {
@@ -646,9 +651,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         if (ly.down.ternary) quantize_act_row(hfp + t * F, t, qa_f);
       }
     });
-    mark(StepOp::swiglu_quant);
     linear(ly.down, 4 * l + 3, hf, qa_f, T, tmp, ctx);
-    mark(StepOp::gemv);
   }
   if (!want_head) {  // a middle chunk of a long prompt: no logits wanted
     mark.end_step();
@@ -661,7 +664,7 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
   float* hsp = hs.data<float>();
   int32_t* hgsp = head_kind == "q4" ? hgs.data<int32_t>() : nullptr;
   const int64_t G4 = C / kQ4Group;
-  ctx.run([&](int tid, int n) {
+  ctx.run(StepOp::norm_quant, [&](int tid, int n) {
     int64_t b, e;
     split(nT, tid, n, b, e);
     for (int64_t t = t0 + b; t < t0 + e; ++t) {
@@ -670,12 +673,10 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       hsp[t] = head_quantize(xnp + t * C, hqp + t * C, hgsp != nullptr ? hgsp + t * G4 : nullptr);
     }
   });
-  mark(StepOp::norm_quant);
-  ctx.run([&](int tid, int n) {
+  ctx.run(StepOp::head, [&](int tid, int n) {
     head_share(xnp + t0 * C, hqp + t0 * C, hsp + t0, hgsp != nullptr ? hgsp + t0 * G4 : nullptr, nT,
                logits, tid, n, ctx.in_region);
   });
-  mark(StepOp::head);
   mark.end_step();
 }
 

@@ -55,14 +55,17 @@ int64_t StepProfile::steps() const {
   return lanes_.front().steps;
 }
 
-std::array<double, kStepOps> StepProfile::seconds_per_step() const {
+namespace {
+
+// Mean over the threads that ran steps of each op's seconds, divided by the thread's steps or not.
+template <class Lanes>
+std::array<double, kStepOps> mean_over_threads(const Lanes& lanes, bool per_step) {
   std::array<double, kStepOps> out{};
   int used = 0;
-  for (const Lane& l : lanes_) {
+  for (const auto& l : lanes) {
     if (l.steps == 0) continue;
-    for (int i = 0; i < kStepOps; ++i)
-      out[static_cast<size_t>(i)] +=
-          l.seconds[static_cast<size_t>(i)] / static_cast<double>(l.steps);
+    const double div = per_step ? static_cast<double>(l.steps) : 1.0;
+    for (size_t i = 0; i < out.size(); ++i) out[i] += l.seconds[i] / div;
     ++used;
   }
   if (used > 0) {
@@ -70,5 +73,13 @@ std::array<double, kStepOps> StepProfile::seconds_per_step() const {
   }
   return out;
 }
+
+}  // namespace
+
+std::array<double, kStepOps> StepProfile::seconds_per_step() const {
+  return mean_over_threads(lanes_, true);
+}
+
+std::array<double, kStepOps> StepProfile::seconds() const { return mean_over_threads(lanes_, false); }
 
 }  // namespace tq::infer

@@ -1,5 +1,6 @@
-// Where the time of decode steps goes, by kind of op: EngineOptions::profile turns it on, and
-// `tqinfer bench --profile` prints it next to the tg rows (ms, MB and GB/s per token). Each thread
+// Where the time of a forward step goes, by kind of op: EngineOptions::profile turns it on, and
+// `tqinfer bench --profile` prints it next to the pp and tg rows (ms per token; for decode also MB
+// and GB/s per token). Each thread
 // charges the time since its own previous mark to an op, so a step's ops sum to its wall time on
 // every thread; the summary averages the threads. A mark is one steady_clock read (≈ 100 per
 // LLaMA-3.2-1B token; tg128 tokens/s did not change measurably), still off by default.
@@ -10,6 +11,7 @@
 //   gemv(...);      p.mark(tid, StepOp::gemv);
 //   p.end_step(tid);
 //   std::array<double, kStepOps> s = p.seconds_per_step();  // mean over threads and steps
+//   std::array<double, kStepOps> all = p.seconds();         // mean over threads, summed over steps
 //   StepMarker mark(maybe_null_profile, tid);  mark(StepOp::gemv);  mark.end_step();  // the same
 #pragma once
 
@@ -20,7 +22,7 @@
 
 namespace tq::infer {
 
-// What a stretch of a decode step did. `wait`: at a barrier (with Note [Warm while waiting]'s reads).
+// What a stretch of a step did. `wait`: at a barrier (with Note [Warm while waiting]'s reads).
 enum class StepOp : int { gemv, head, norm_quant, attention, swiglu_quant, wait, other };
 inline constexpr int kStepOps = 7;
 const char* step_op_name(StepOp op);  // "linears (qkv, o, gate-up, down)", "LM head", ...
@@ -35,6 +37,7 @@ class StepProfile {
   void reset();                   // forget everything measured (not thread-safe: outside steps)
   int64_t steps() const;          // steps finished on thread 0
   std::array<double, kStepOps> seconds_per_step() const;  // mean over the threads that ran steps
+  std::array<double, kStepOps> seconds() const;  // the same, summed over the steps (prefill: per prompt)
 
  private:
   using Clock = std::chrono::steady_clock;

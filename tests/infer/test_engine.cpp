@@ -472,7 +472,7 @@ TEST_CASE("engine: random plan of a given shape runs (packed, dense bf16, file r
   CHECK(e.bytes_per_token() < d.bytes_per_token());
 }
 
-TEST_CASE("engine: decode profile charges every step's time to its ops and leaves logits unchanged") {
+TEST_CASE("engine: step profile charges every step's time to its ops and leaves logits unchanged") {
   nn::LlamaConfig c = tq::test::tiny_engine_config();
   for (int threads : {1, 2}) {  // 1: step() on the caller; 2: decode_step in one parallel region
     CAPTURE(threads);
@@ -508,11 +508,30 @@ TEST_CASE("engine: decode profile charges every step's time to its ops and leave
     CHECK(sec[static_cast<size_t>(StepOp::head)] > 0);
     CHECK(sec[static_cast<size_t>(StepOp::attention)] > 0);
     CHECK(sum * 6 <= wall);  // the ops of a step lie inside its forward call
-    // A prefill step is not a decode step: not counted.
+    double summed = 0;
+    for (double v : p.seconds()) summed += v;  // summed over the steps instead of per step
+    CHECK(summed == doctest::Approx(sum * 6));
+    // A prefill step (in one parallel region on 2 threads, Ctx::run) is profiled the same way.
+    prof.step_profile()->reset();
     const int32_t two[2] = {1, 2};
-    std::vector<float> l2(2 * 256);
+    std::vector<float> l1(2 * 256), l2(2 * 256);
+    plain.forward(two, 2, l1.data(), true);
+    const auto t1 = std::chrono::steady_clock::now();
     prof.forward(two, 2, l2.data(), true);
-    CHECK(prof.step_profile()->steps() == 6);
+    const double wall2 = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    CHECK(l1 == l2);
+    CHECK(prof.step_profile()->steps() == 1);
+    const std::array<double, kStepOps> pre = p.seconds();
+    double sum2 = 0;
+    for (double v : pre) {
+      CHECK(v >= 0);
+      sum2 += v;
+    }
+    CHECK(sum2 <= wall2);
+    CHECK(pre[static_cast<size_t>(StepOp::gemv)] > 0);
+    CHECK(pre[static_cast<size_t>(StepOp::attention)] > 0);
+    CHECK(pre[static_cast<size_t>(StepOp::head)] > 0);
+    CHECK(pre == p.seconds_per_step());  // one step
     prof.step_profile()->reset();
     CHECK(prof.step_profile()->steps() == 0);
     for (double v : prof.step_profile()->seconds_per_step()) CHECK(v == 0);
