@@ -107,7 +107,8 @@ void small(const TernaryArgs& a, int64_t rb, int64_t t0, float* y, int64_t ldy, 
       }
     }
 #pragma GCC unroll 8
-    for (int64_t kt = 8 * g; kt < 8 * g + 8; ++kt) {
+    for (int k = 0; k < 8; ++k) {
+      const int64_t kt = 8 * g + k;
       __m512i x[NT][4];
       for (int t = 0; t < NT; ++t) {
         const int8_t* xq = a.q + (t0 + t) * a.cols + kt * 16;
