@@ -160,7 +160,7 @@ void print_profile(const BenchRow& r, std::FILE* out) {
   }
   const char* row = "| %-33s | %9s | %9s | %9s | %8s | %13s |\n";
   std::fprintf(out, "\n%s, %d thread(s), per %s token (mean of the threads, timed reps):\n",
-               r.test.c_str(), r.threads, bytes > 0 ? "decoded" : "prompt");
+               r.test.c_str(), r.threads, r.test.rfind("pp", 0) == 0 ? "prompt" : "decoded");
   std::fprintf(out, row, "op", "ms/token", "% of step", "MB/token", "GB/s", "% of probe BW");
   std::fprintf(out, "|%s|%s|%s|%s|%s|%s|\n", std::string(35, '-').c_str(), std::string(11, '-').c_str(),
                std::string(11, '-').c_str(), std::string(11, '-').c_str(),

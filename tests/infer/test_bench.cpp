@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "infer/bench.h"
@@ -126,6 +128,16 @@ TEST_CASE("bench: --profile rows of an engine (pp and tg), and a clear error wit
     CHECK(r.profile[0].op.find("linears") != std::string::npos);
     CHECK(r.profile[0].ms_per_token > 0);
   }
+  // The printed tables: one per row, per prompt token for pp and per decoded token for tg.
+  std::FILE* f = std::tmpfile();
+  REQUIRE(f != nullptr);
+  infer::print_bench_table(rows, f);
+  std::rewind(f);
+  std::string printed;
+  for (int ch = std::fgetc(f); ch != EOF; ch = std::fgetc(f)) printed.push_back(static_cast<char>(ch));
+  std::fclose(f);
+  CHECK(printed.find("pp4, 1 thread(s), per prompt token") != std::string::npos);
+  CHECK(printed.find("tg3, 1 thread(s), per decoded token") != std::string::npos);
   const Json j = infer::bench_json(rows);
   CHECK(j[0]["profile"].size() == static_cast<size_t>(infer::kStepOps));
   CHECK(j[1]["profile"].size() == static_cast<size_t>(infer::kStepOps));
