@@ -61,13 +61,17 @@ for thr in (1, 2):
     print(f"{thr} thread(s): ternary/bf16 decode, both int8 head: "
           f"{t8['median_tokens_per_s'] / b8['median_tokens_per_s']:.2f}x; "
           f"ternary q4 head / bf16 with bf16 head: {tq4['median_tokens_per_s'] / bb['median_tokens_per_s']:.2f}x")
+def profiled(test, thr):  # the ternary int8-head row (run with --profile) and its ms per token
+    r = get("ternary_int8", test, thr)
+    if not r or "profile" not in r:
+        return None, 0.0
+    return r, sum(p["ms_per_token"] for p in r["profile"])
 # Where the ternary int8-head decode step goes (tqinfer bench --profile; docs/tqinfer.md).
 for thr in (1, 2):
-    r = get("ternary_int8", "tg", thr)
-    if not r or "profile" not in r:
+    r, total = profiled("tg", thr)
+    if not r:
         continue
     ops = {p["op"]: p for p in r["profile"]}
-    total = sum(p["ms_per_token"] for p in r["profile"])
     probe = r["probe_read_gbs"] or float("nan")
     def part(prefix):
         p = next(v for k, v in ops.items() if k.startswith(prefix))
@@ -82,10 +86,9 @@ for thr in (1, 2):
           f"({pct(rest, total):.1f}% of the step)")
 # Where the prefill time goes (ms per prompt token, each op's share of it).
 for thr in (1, 2):
-    r = get("ternary_int8", "pp", thr)
-    if not r or "profile" not in r:
+    r, total = profiled("pp", thr)
+    if not r:
         continue
-    total = sum(p["ms_per_token"] for p in r["profile"])
     parts = ", ".join(f"{p['op'].split(' (')[0]} {pct(p['ms_per_token'], total):.1f}%"
                       for p in r["profile"] if p["ms_per_token"] > 0)
     print(f"{thr} thread(s) prefill profile: {total:.3f} ms per prompt token: {parts}")
