@@ -50,7 +50,7 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// Engine options every subcommand shares (--lm-head).
+// Engine options every subcommand shares (--lm-head, --kv-cache).
 tq::infer::EngineOptions g_engine_opts;
 
 // A model ready to run: the LanguageModel plus what the subcommands need around it.
@@ -307,12 +307,13 @@ int run_convert(const std::string& model_dir, const std::string& output) {
 int main(int argc, char** argv) {
   CLI::App app{"tqinfer: evaluate, generate with and benchmark libtequila models"};
   app.require_subcommand(1);
-  app.fallthrough();  // --threads, --log-level, --lm-head also after the subcommand
+  app.fallthrough();  // --threads, --log-level, --lm-head, --kv-cache also after the subcommand
   int threads = 0;
   std::string log_level = "info";
   app.add_option("--threads", threads, "threads (default: all cores, or TQ_THREADS)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.add_option("--lm-head", g_engine_opts.lm_head, "packed engine LM head: int8 (default) | f32 | bf16 | q4 (4-bit, 32-input groups)");
+  app.add_option("--kv-cache", g_engine_opts.kv_cache, "engine KV cache: auto (default: f16 where the AVX-512 kernels run, else f32) | f16 | f32");
 
   // generate
   GenerateArgs ga;

@@ -13,6 +13,7 @@
 #include "core/spin_barrier.h"
 #include "core/work_shares.h"
 #include "infer/fused_ops.h"
+#include "infer/kv_cache.h"
 #include "infer/q4_head.h"
 
 namespace tq::infer {
@@ -26,6 +27,8 @@ void EngineOptions::validate() const {
            "[EngineOptions] lm_head '{}' must be int8 | f32 | bf16 | q4", lm_head);
   TQ_CHECK(dense_dtype == "f32" || dense_dtype == "bf16",
            "[EngineOptions] dense_dtype '{}' must be f32 | bf16", dense_dtype);
+  TQ_CHECK(kv_cache == "auto" || kv_cache == "f16" || kv_cache == "f32",
+           "[EngineOptions] kv_cache '{}' must be auto | f16 | f32", kv_cache);
   TQ_CHECK(threads >= 0, "[EngineOptions] threads {} must be >= 0 (0: all)", threads);
 }
 
@@ -157,12 +160,11 @@ inline int64_t decode_chunk_blocks(const kq::PackedTernary& w) {
 // per token (medians 0.27 → 0.17); the linears' time did not move beyond the noise. K and V are
 // asked for line by line in step: the same prefetches issued as all of K, then all of V, gained
 // nothing (4 alternated rounds, attention 0.27–0.30 ms both ways; our guess is that a burst longer
-// than the miss queue loses its tail). Prefetches only; results are unaffected.
+// than the miss queue loses its tail). Since the ninth session both prefetches are KvCache::prefetch
+// (K and V line by line in step; the in-attention one into L1 had asked for K, then V: attention at
+// tg128 stayed at 0.17–0.19 ms on the f32 cache, 3 alternated rounds). The limit is in bytes, so an
+// f16 cache (Note [f16 KV cache]) gets twice the positions. Prefetches only; results are unaffected.
 constexpr int64_t kKvPrefetchBytes = int64_t{32} << 10;
-inline void prefetch_bytes(const void* p, int64_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
-}
 
 class Warm {
  public:
@@ -240,8 +242,7 @@ struct Engine::State {
 
   // Buffers (Tc = max tokens per step, S = max context).
   Tensor x, xn, qkv, att, tmp, gu, hf;  // f32 [Tc, C | C | qkv_rows | H*D | C | 2F | F]
-  Tensor kc;                            // f32 [L, Hkv, kcache_elems(S, D)] (Note [Blocked K cache])
-  Tensor vc;                            // f32 [L, Hkv, S, D]
+  KvCache kv;                           // f32 | f16 (Note [f16 KV cache])
   Tensor scores;                        // f32 [nt, H/Hkv · round_up(S, 16)]
   Tensor rope_cos, rope_sin;            // f32 [S, D/2]
   Tensor hq;                            // i8 [Tc, C] (int8 head activations)
@@ -452,8 +453,8 @@ void Engine::State::alloc() {
   tmp = Tensor::zeros({Tc, C});
   gu = Tensor::zeros({Tc, 2 * F});
   hf = Tensor::zeros({Tc, F});
-  kc = Tensor::zeros({L, Hkv, kcache_elems(S, D)});
-  vc = Tensor::zeros({L, Hkv, S, D});
+  const bool f16_kv = opts.kv_cache == "f16" || (opts.kv_cache == "auto" && fused_ops_avx512());
+  kv = KvCache(L, Hkv, S, D, f16_kv ? KvType::f16 : KvType::f32);
   scores = Tensor::zeros({nt, H / Hkv * ((S + 15) / 16 * 16)});
   hq = Tensor::zeros({Tc, C}, DType::i8);
   hs = Tensor::zeros({Tc});
@@ -590,21 +591,12 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       }
     });
     linear(ly.qkv, 4 * l, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
-    const int64_t kstride = kcache_elems(S, D);  // one KV head's K cache
-    float* kl = kc.data<float>() + l * Hkv * kstride;
-    float* vl = vc.data<float>() + l * Hkv * S * D;
     // RoPE on one head of token t (h < H: q head; H <= h < H+Hkv: k head, then k and v cached).
     auto rope_head = [&](int64_t t, int64_t h) {
       const int64_t p = p0 + t;
       float* v = qkvp + t * qkv_ld + h * D;
       rope_row(v, cosp + p * half, sinp + p * half, half);
-      if (h >= H) {
-        const int64_t kh = h - H;
-        float* kt = kl + kh * kstride;
-        for (int64_t d = 0; d < D; ++d) kt[kcache_index(p, d, D)] = v[d];
-        std::memcpy(vl + (kh * S + p) * D, qkvp + t * qkv_ld + (H + Hkv + kh) * D,
-                    sizeof(float) * D);
-      }
+      if (h >= H) kv.store(l, h - H, p, v, qkvp + t * qkv_ld + (H + Hkv + h - H) * D);
     };
     if (T == 1) {
       // Decode: one op, KV heads dealt round-robin; each thread caches its KV head, then attends
@@ -614,8 +606,8 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         for (int64_t kh = tid; kh < Hkv; kh += n) {
           rope_head(0, H + kh);
           for (int64_t h = kh * group; h < (kh + 1) * group; ++h) rope_head(0, h);
-          attend_group(qkvp + kh * group * D, group, D, kl + kh * kstride, vl + kh * S * D, p0 + 1, D,
-                       scale, sc, attp + kh * group * D, D);
+          kv.attend(l, kh, qkvp + kh * group * D, group, D, p0 + 1, scale, sc, attp + kh * group * D,
+                    D);
         }
       });
     } else {
@@ -630,8 +622,8 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
         float* sc = scores.data<float>() + tid * scores.size(1);
         for (int64_t i = tid; i < T * Hkv; i += n) {
           const int64_t t = i / Hkv, kh = i % Hkv;
-          attend_group(qkvp + t * qkv_ld + kh * group * D, group, D, kl + kh * kstride,
-                       vl + kh * S * D, p0 + t + 1, D, scale, sc, attp + t * HD + kh * group * D, D);
+          kv.attend(l, kh, qkvp + t * qkv_ld + kh * group * D, group, D, p0 + t + 1, scale, sc,
+                    attp + t * HD + kh * group * D, D);
         }
       });
     }
@@ -757,18 +749,7 @@ Warm Engine::State::warm_rows(const Mat& m, int tid, int n) const {
 }
 
 void Engine::State::prefetch_layer_kv(int64_t l, int tid, int n) const {
-  const int64_t kstride = kcache_elems(S, D);
-  const int64_t bytes = std::min(kKvPrefetchBytes, pos * D * static_cast<int64_t>(sizeof(float)));
-  const float* kl = kc.data<float>() + l * Hkv * kstride;
-  const float* vl = vc.data<float>() + l * Hkv * S * D;
-  for (int64_t kh = tid; kh < Hkv; kh += n) {
-    const char* k = reinterpret_cast<const char*>(kl + kh * kstride);
-    const char* v = reinterpret_cast<const char*>(vl + kh * S * D);
-    for (int64_t o = 0; o < bytes; o += 64) {  // K and V in step: both streams start early
-      __builtin_prefetch(k + o, 0, 2);
-      __builtin_prefetch(v + o, 0, 2);
-    }
-  }
+  for (int64_t kh = tid; kh < Hkv; kh += n) kv.prefetch(l, kh, pos, kKvPrefetchBytes, false);
 }
 
 Warm Engine::State::warm_head(int tid, int n) const {
@@ -829,15 +810,8 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
     mark(StepOp::norm_quant);
     rows(ly.qkv, 4 * l, me.qc, qkvp, qkv.size(1));
     mark(StepOp::gemv);
-    const int64_t kstride = kcache_elems(S, D);
-    float* kl = kc.data<float>() + l * Hkv * kstride;
-    float* vl = vc.data<float>() + l * Hkv * S * D;
-    // The cached positions 0..p0-1 of KV head kh (Note [KV prefetch]); p0 is written below.
-    const int64_t kv_bytes = std::min(kKvPrefetchBytes, p0 * D * static_cast<int64_t>(sizeof(float)));
-    auto prefetch_kv = [&](int64_t kh) {
-      prefetch_bytes(kl + kh * kstride, kv_bytes);
-      prefetch_bytes(vl + kh * S * D, kv_bytes);
-    };
+    // The cached positions 0..p0-1 of KV head kh into L1 (Note [KV prefetch]); p0 is written below.
+    auto prefetch_kv = [&](int64_t kh) { kv.prefetch(l, kh, p0, kKvPrefetchBytes, true); };
     if (tid < Hkv) prefetch_kv(tid);
     ctx.sync(warm_rows(ly.o, tid, n));
     mark(StepOp::wait);
@@ -846,12 +820,9 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
       if (kh + n < Hkv) prefetch_kv(kh + n);
       float* k = qkvp + (H + kh) * D;
       rope_row(k, cosp, sinp, half);
-      float* kt = kl + kh * kstride;
-      for (int64_t d = 0; d < D; ++d) kt[kcache_index(p0, d, D)] = k[d];
-      std::memcpy(vl + (kh * S + p0) * D, qkvp + (H + Hkv + kh) * D, sizeof(float) * D);
+      kv.store(l, kh, p0, k, qkvp + (H + Hkv + kh) * D);
       for (int64_t hh = kh * group; hh < (kh + 1) * group; ++hh) rope_row(qkvp + hh * D, cosp, sinp, half);
-      attend_group(qkvp + kh * group * D, group, D, kt, vl + kh * S * D, p0 + 1, D, scale, sc,
-                   attp + kh * group * D, D);
+      kv.attend(l, kh, qkvp + kh * group * D, group, D, p0 + 1, scale, sc, attp + kh * group * D, D);
     }
     mark(StepOp::attention);
     ctx.sync(warm_rows(ly.o, tid, n));
@@ -915,6 +886,8 @@ const EngineOptions& Engine::options() const { return s_->opts; }
 bool Engine::ternary() const { return s_->all_ternary; }
 kq::KernelIsa Engine::isa() const { return s_->isa; }
 int Engine::threads() const { return s_->nt; }
+const char* Engine::kv_cache_type() const { return kv_type_name(s_->kv.type()); }
+size_t Engine::kv_cache_bytes() const { return s_->kv.bytes(); }
 StepProfile* Engine::step_profile() { return s_->prof.get(); }
 
 std::array<double, kStepOps> Engine::step_op_bytes() const {
@@ -952,12 +925,12 @@ size_t Engine::bytes_per_token() const {
 
 std::string Engine::describe() const {
   const State& s = *s_;
-  return fmt::format("{} (lm_head {}, {} activations), {} threads",
+  return fmt::format("{} (lm_head {}, {} activations, {} KV cache), {} threads",
                      s.all_ternary ? fmt::format("packed ternary {}", kq::isa_name(s.isa))
                                    : fmt::format("dense {}", s.opts.dense_dtype),
                      s.head_kind,
                      s.opts.act_scale == kq::ActScale::per_token ? "per-token" : "per-group",
-                     s.nt);
+                     kv_type_name(s.kv.type()), s.nt);
 }
 
 void Engine::forward(const int32_t* ids, int64_t n, float* logits, bool all_logits) {

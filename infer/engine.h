@@ -1,6 +1,6 @@
 // The inference engine: a LLaMA lowered (infer/lower.h) to a flat plan over preallocated buffers —
 // packed ternary linears (fused QKV and gate|up, Tequila bias in the epilogue, before RoPE), RMSNorm
-// fused with int8 activation quantization, RoPE, causal GQA attention over an f32 KV cache, SwiGLU
+// fused with int8 activation quantization, RoPE, causal GQA attention over an f16 or f32 KV cache, SwiGLU
 // fused with quantization, residual adds and an int8 / f32 / bf16 / q4 LM head. Unquantized models lower
 // to the same plan with dense f32 or bf16 linears (the reference path). See docs/infer.md.
 //
@@ -36,6 +36,7 @@ struct EngineOptions {
   std::string lm_head = "int8";    // int8 (per-row weights) | f32 | bf16 | q4 (infer/q4_head.h)
   std::string dense_dtype = "f32";  // weights of dense (unquantized) linears: f32 | bf16
   bool dense = false;  // lower quantized linears as dense t∘α + c (fake-quant weights, f32 acts)
+  std::string kv_cache = "auto";  // auto (f16 where the AVX-512 row kernels run, else f32) | f16 | f32
   int threads = 0;     // 0: tq::num_threads()
   bool profile = false;  // time decode steps by op (Engine::step_profile; infer/step_profile.h)
   void validate() const;  // names the offending field
@@ -70,6 +71,8 @@ class Engine : public LanguageModel {
   size_t bytes_per_token() const;  // weights a decode step reads (no embedding table, no KV cache)
   kq::KernelIsa isa() const;
   int threads() const;
+  const char* kv_cache_type() const;  // "f16" | "f32" (EngineOptions::kv_cache resolved)
+  size_t kv_cache_bytes() const;      // K and V of all layers for max_context() positions
   // With EngineOptions::profile: the time of the decode steps (forward with n = 1) so far, by op;
   // nullptr otherwise. reset() it between measurements.
   StepProfile* step_profile();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/dtype.h"
 #include "infer/fused_ops_simd.h"
 #include "infer/q4_head.h"
 
@@ -154,8 +155,13 @@ void rope_row(float* v, const float* cos, const float* sin, int64_t half) {
   }
 }
 
-void attend_group(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V, int64_t n,
-                  int64_t D, float scale, float* scores, float* out, int64_t ldo) {
+namespace {
+inline float cached(const float* p, int64_t i) { return p[i]; }
+inline float cached(const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); }
+
+template <class E>
+void attend_dispatch(const float* q, int64_t nq, int64_t ldq, const E* Kt, const E* V, int64_t n,
+                     int64_t D, float scale, float* scores, float* out, int64_t ldo) {
 #ifdef TQ_HAVE_INFER_AVX512
   if (use_avx512() && D % 16 == 0 && D <= 256) {
     detail::attend_group_avx512(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
@@ -165,16 +171,17 @@ void attend_group(const float* q, int64_t nq, int64_t ldq, const float* Kt, cons
   attend_group_ref(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
 }
 
-void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
-                      int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo) {
-  // One query at a time, plain sums.
+// One query at a time, plain sums; E = float or f16 bit patterns (converted exactly).
+template <class E>
+void attend_ref(const float* q, int64_t nq, int64_t ldq, const E* Kt, const E* V, int64_t n,
+                int64_t D, float scale, float* scores, float* out, int64_t ldo) {
   for (int64_t i = 0; i < nq; ++i) {
     const float* qi = q + i * ldq;
     float* o = out + i * ldo;
     float mx = -INFINITY;
     for (int64_t s = 0; s < n; ++s) {
       float acc = 0;
-      for (int64_t d = 0; d < D; ++d) acc += qi[d] * Kt[kcache_index(s, d, D)];
+      for (int64_t d = 0; d < D; ++d) acc += qi[d] * cached(Kt, kcache_index(s, d, D));
       scores[s] = acc * scale;
       mx = std::max(mx, scores[s]);
     }
@@ -187,9 +194,27 @@ void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const float* Kt, 
     for (int64_t d = 0; d < D; ++d) o[d] = 0;
     for (int64_t s = 0; s < n; ++s) {
       const float p = scores[s] * inv;
-      for (int64_t d = 0; d < D; ++d) o[d] += p * V[s * D + d];
+      for (int64_t d = 0; d < D; ++d) o[d] += p * cached(V, s * D + d);
     }
   }
+}
+}  // namespace
+
+void attend_group(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V, int64_t n,
+                  int64_t D, float scale, float* scores, float* out, int64_t ldo) {
+  attend_dispatch(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
+}
+void attend_group(const float* q, int64_t nq, int64_t ldq, const uint16_t* Kt, const uint16_t* V,
+                  int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo) {
+  attend_dispatch(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
+}
+void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
+                      int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo) {
+  attend_ref(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
+}
+void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const uint16_t* Kt, const uint16_t* V,
+                      int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo) {
+  attend_ref(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
 }
 
 void swiglu_row(const float* gate, const float* up, int64_t F, float* out) {
@@ -204,6 +229,20 @@ void swiglu_row(const float* gate, const float* up, int64_t F, float* out) {
 
 void swiglu_row_ref(const float* gate, const float* up, int64_t F, float* out) {
   for (int64_t i = 0; i < F; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void f16_row(const float* x, int64_t n, uint16_t* out) {
+#ifdef TQ_HAVE_INFER_AVX512
+  if (use_avx512()) {
+    detail::f16_row_avx512(x, n, out);
+    return;
+  }
+#endif
+  f16_row_ref(x, n, out);
+}
+
+void f16_row_ref(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_f16(x[i]);
 }
 
 bool fused_ops_avx512() { return use_avx512(); }

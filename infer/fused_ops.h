@@ -49,11 +49,21 @@ inline int64_t kcache_elems(int64_t S, int64_t D) { return (S + 15) / 16 * 16 * 
 // only on its own q and n (not on nq or on the other queries), so prefill and decode agree exactly.
 void attend_group(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V, int64_t n,
                   int64_t D, float scale, float* scores, float* out, int64_t ldo);
+// The same over an f16 cache (Kt and V hold IEEE half bit patterns; each value is converted to f32
+// exactly, so the result equals the f32 overload on the converted cache up to summation order).
+void attend_group(const float* q, int64_t nq, int64_t ldq, const uint16_t* Kt, const uint16_t* V,
+                  int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo);
+// out[i] = f32_to_f16(x[i]) (core/dtype.h: round to nearest even, ±inf beyond ±65504); the AVX-512
+// path (VCVTPS2PH) gives the same bits for every non-NaN input (tested); NaN stays NaN.
+void f16_row(const float* x, int64_t n, uint16_t* out);
+void f16_row_ref(const float* x, int64_t n, uint16_t* out);
 // out [F] = silu(gate) · up.
 void swiglu_row(const float* gate, const float* up, int64_t F, float* out);
 // The reference loops of the three dispatched kernels (what TQ_KERNEL=scalar|avx2 runs); the tests
 // compare the dispatched ones against them.
 void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
+                      int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo);
+void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const uint16_t* Kt, const uint16_t* V,
                       int64_t n, int64_t D, float scale, float* scores, float* out, int64_t ldo);
 void swiglu_row_ref(const float* gate, const float* up, int64_t F, float* out);
 void lm_head_int8_ref(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,

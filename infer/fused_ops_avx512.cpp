@@ -39,15 +39,22 @@ inline __mmask16 tail_mask(int64_t k) {  // the first k (≤ 16) lanes
   return k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << k) - 1u);
 }
 
+// 16 cached values as f32: the f32 cache as is, the f16 cache (IEEE bit patterns) by VCVTPH2PS,
+// which is exact.
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
 // Scores of NQ queries against the 16 keys of one cache block: s[i][lane] = scale · Σ_d
 // q_i[d]·K[d][lane]. Two partial sums per query (even / odd d) keep 2·NQ FMA chains in flight.
-template <int NQ>
-void block_scores(const float* q, int64_t ldq, const float* kb, int64_t D, float scale, __mmask16 m,
+template <int NQ, class E>
+void block_scores(const float* q, int64_t ldq, const E* kb, int64_t D, float scale, __mmask16 m,
                   float* const* sc) {
   __m512 a[NQ], b[NQ];
   for (int i = 0; i < NQ; ++i) a[i] = b[i] = _mm512_setzero_ps();
   for (int64_t d = 0; d < D; d += 2) {
-    const __m512 k0 = _mm512_loadu_ps(kb + d * 16), k1 = _mm512_loadu_ps(kb + (d + 1) * 16);
+    const __m512 k0 = load16(kb + d * 16), k1 = load16(kb + (d + 1) * 16);
     for (int i = 0; i < NQ; ++i) {
       a[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i * ldq + d]), k0, a[i]);
       b[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i * ldq + d + 1]), k1, b[i]);
@@ -59,8 +66,8 @@ void block_scores(const float* q, int64_t ldq, const float* kb, int64_t D, float
   }
 }
 
-template <int NQ>
-void group_scores(const float* q, int64_t ldq, const float* Kt, int64_t n, int64_t D, float scale,
+template <int NQ, class E>
+void group_scores(const float* q, int64_t ldq, const E* Kt, int64_t n, int64_t D, float scale,
                   float* scores, int64_t lds) {
   for (int64_t s0 = 0; s0 < n; s0 += 16) {
     float* sc[NQ];
@@ -94,8 +101,8 @@ void softmax_inplace(float* sc, int64_t n) {
 
 // out_i [16·NC] = Σ_s p_i[s]·V[s] for NQ queries at once (each V row loaded once for all of them).
 // Every query's sum is one FMA chain per 16 lanes in s order, whatever NQ is.
-template <int NQ, int NC>
-void pv_block(const float* const* p, const float* V, int64_t n, float* const* out) {
+template <int NQ, int NC, class E>
+void pv_block(const float* const* p, const E* V, int64_t n, float* const* out) {
   constexpr int64_t D = 16 * NC;
   __m512 acc[NQ][NC];
   for (int i = 0; i < NQ; ++i) {
@@ -103,7 +110,7 @@ void pv_block(const float* const* p, const float* V, int64_t n, float* const* ou
   }
   for (int64_t s = 0; s < n; ++s) {
     __m512 v[NC];
-    for (int c = 0; c < NC; ++c) v[c] = _mm512_loadu_ps(V + s * D + 16 * c);
+    for (int c = 0; c < NC; ++c) v[c] = load16(V + s * D + 16 * c);
     for (int i = 0; i < NQ; ++i) {
       const __m512 pi = _mm512_set1_ps(p[i][s]);
       for (int c = 0; c < NC; ++c) acc[i][c] = _mm512_fmadd_ps(pi, v[c], acc[i][c]);
@@ -116,8 +123,8 @@ void pv_block(const float* const* p, const float* V, int64_t n, float* const* ou
 
 // The nq queries in chunks of NQ = 16 / NC (≤ 4) so that NQ·NC accumulators fit the 32 zmm
 // registers.
-template <int NC>
-void pv_group(const float* scores, int64_t lds, int64_t nq, const float* V, int64_t n, float* out,
+template <int NC, class E>
+void pv_group(const float* scores, int64_t lds, int64_t nq, const E* V, int64_t n, float* out,
               int64_t ldo) {
   constexpr int NQ = NC >= 4 ? 16 / NC : 4;
   int64_t i = 0;
@@ -129,22 +136,20 @@ void pv_group(const float* scores, int64_t lds, int64_t nq, const float* V, int6
         p[k] = scores + (i + k) * lds;
         o[k] = out + (i + k) * ldo;
       }
-      pv_block<NQ, NC>(p, V, n, o);
+      pv_block<NQ, NC, E>(p, V, n, o);
     } else {
       for (int64_t k = i; k < nq; ++k) {
         const float* p1[1] = {scores + k * lds};
         float* o1[1] = {out + k * ldo};
-        pv_block<1, NC>(p1, V, n, o1);
+        pv_block<1, NC, E>(p1, V, n, o1);
       }
     }
   }
 }
 
-}  // namespace
-
-void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
-                         int64_t n, int64_t D, float scale, float* scores, float* out,
-                         int64_t ldo) noexcept {
+template <class E>
+void attend_impl(const float* q, int64_t nq, int64_t ldq, const E* Kt, const E* V, int64_t n,
+                 int64_t D, float scale, float* scores, float* out, int64_t ldo) {
   const int64_t lds = (n + 15) / 16 * 16;
   int64_t i = 0;
   for (; i + 4 <= nq; i += 4)
@@ -165,9 +170,10 @@ void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* K
   for (int64_t k = 0; k < nq; ++k) softmax_inplace(scores + k * lds, n);
   // P·V templated on D/16 ≤ 8 (accumulators in registers); wider heads (D = 144 … 256) take one
   // query and 16 lanes at a time, one chain per lane in s order.
-  using PvFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t);
-  static constexpr PvFn kPv[9] = {nullptr,     pv_group<1>, pv_group<2>, pv_group<3>, pv_group<4>,
-                                  pv_group<5>, pv_group<6>, pv_group<7>, pv_group<8>};
+  using PvFn = void (*)(const float*, int64_t, int64_t, const E*, int64_t, float*, int64_t);
+  static constexpr PvFn kPv[9] = {nullptr,        pv_group<1, E>, pv_group<2, E>,
+                                  pv_group<3, E>, pv_group<4, E>, pv_group<5, E>,
+                                  pv_group<6, E>, pv_group<7, E>, pv_group<8, E>};
   if (D / 16 <= 8) {
     kPv[D / 16](scores, lds, nq, V, n, out, ldo);
     return;
@@ -177,11 +183,25 @@ void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* K
     for (int64_t c = 0; c < D; c += 16) {
       __m512 acc = _mm512_setzero_ps();
       for (int64_t s = 0; s < n; ++s) {
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(p1[s]), _mm512_loadu_ps(V + s * D + c), acc);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(p1[s]), load16(V + s * D + c), acc);
       }
       _mm512_storeu_ps(out + k * ldo + c, acc);
     }
   }
+}
+
+}  // namespace
+
+void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
+                         int64_t n, int64_t D, float scale, float* scores, float* out,
+                         int64_t ldo) noexcept {
+  attend_impl(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
+}
+
+void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const uint16_t* Kt,
+                         const uint16_t* V, int64_t n, int64_t D, float scale, float* scores,
+                         float* out, int64_t ldo) noexcept {
+  attend_impl(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
 }
 
 float quant_span_avx512(const float* x, int64_t n, int8_t* q) noexcept {
@@ -201,6 +221,15 @@ float quant_span_avx512(const float* x, int64_t n, int8_t* q) noexcept {
                                       _mm512_cvtps_epi32(v));  // MXCSR: round to nearest even
   }
   return m / 127.0f;
+}
+
+void f16_row_avx512(const float* x, int64_t n, uint16_t* out) noexcept {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_mask_storeu_epi16(out + i, m, h);
+  }
 }
 
 void swiglu_avx512(const float* gate, const float* up, int64_t F, float* out) noexcept {

@@ -12,11 +12,17 @@ namespace tq::infer::detail {
 void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
                          int64_t n, int64_t D, float scale, float* scores, float* out,
                          int64_t ldo) noexcept;
+// The same over an f16 cache (IEEE half bit patterns, converted exactly by VCVTPH2PS).
+void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const uint16_t* Kt,
+                         const uint16_t* V, int64_t n, int64_t D, float scale, float* scores,
+                         float* out, int64_t ldo) noexcept;
 // fused_ops.cpp quant_span: q = clamp(round_half_even(x·(127/m)), ±127) with m = max|x|; returns
 // m/127. VCVTPS2DQ rounds half to even like the reference's 1.5·2^23 trick, so the bytes are
 // identical.
 float quant_span_avx512(const float* x, int64_t n, int8_t* q) noexcept;
 void swiglu_avx512(const float* gate, const float* up, int64_t F, float* out) noexcept;
+// fused_ops.h f16_row with VCVTPS2PH (round to nearest even).
+void f16_row_avx512(const float* x, int64_t n, uint16_t* out) noexcept;
 // fused_ops.h lm_head_int8 with VPDPBUSD: the activations are biased to u8 (q + 128, an XOR with
 // 0x80) and wsum[j] = Σ_i w[j, i] removes the bias, so the int32 sums are exact.
 void lm_head_int8_avx512vnni(const int8_t* w, const float* sw, const int32_t* wsum, int64_t r0,

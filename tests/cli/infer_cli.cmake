@@ -126,6 +126,13 @@ run(TRUE generate --model ${WORK_DIR}/model/model-f32.tqpk --prompt "It is a" --
 expect(err "lm_head f32" "a packed file's head is followed")
 run(FALSE generate --model ${WORK_DIR}/model/model-f32.tqpk --lm-head bf16 --prompt x --max-tokens 1)
 expect(err "LM head is f32 but the options ask for bf16" "an explicit other head is refused")
+# The KV cache type is an engine option of every subcommand; the engine names it.
+run(TRUE generate --model ${M} --kv-cache f32 --prompt "It is a" --max-tokens 4 --temperature 0)
+expect(err "f32 KV cache" "--kv-cache f32")
+run(TRUE ppl --model ${M} --text ${WORK_DIR}/text.txt --kv-cache f16)
+expect(err "f16 KV cache" "--kv-cache f16")
+run(FALSE generate --model ${M} --kv-cache q8 --prompt x --max-tokens 1)
+expect(err "kv_cache 'q8' must be auto \\| f16 \\| f32" "a bad --kv-cache")
 run(TRUE bench --shape tiny -p 16 -n 8 -r 1 -t 1 --no-probes)
 expect(out "packed ternary" "bench --shape builds a packed ternary engine")
 run(TRUE bench --shape tiny --dense bf16 -p 8 -n 4 -r 1 -t 1 --no-probes)

@@ -79,6 +79,7 @@ struct RefOptions {
   kq::ActScale mode = kq::ActScale::per_token;
   bool alpha_f16 = true;         // α rounded to f16 as the packed layout stores it
   bool bias_after_rope = false;  // the wrong order, to show the test can tell
+  bool kv_f16 = false;           // K (after RoPE) and V rounded to f16 as an f16 KV cache stores them
 };
 
 RefLinear ref_linear(const nn::Linear& lin, const RefOptions& o) {
@@ -184,7 +185,7 @@ std::vector<double> ref_forward(const nn::LlamaForCausalLM& m, const std::vector
     const RefLinear lv = ref_linear(sub<nn::Linear>(attn, "v_proj"), o);
     auto q = ref_apply(lq, xn, T, o, o.bias_after_rope);
     auto k = ref_apply(lk, xn, T, o, o.bias_after_rope);
-    const auto v = ref_apply(lv, xn, T, o);
+    auto v = ref_apply(lv, xn, T, o);
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < H; ++h) rope(&q[static_cast<size_t>((t * H + h) * D)], t);
       for (int64_t h = 0; h < Hkv; ++h) rope(&k[static_cast<size_t>((t * Hkv + h) * D)], t);
@@ -192,6 +193,10 @@ std::vector<double> ref_forward(const nn::LlamaForCausalLM& m, const std::vector
         for (int64_t j = 0; j < H * D; ++j) q[static_cast<size_t>(t * H * D + j)] += lq.b[static_cast<size_t>(j)];
         for (int64_t j = 0; j < Hkv * D; ++j) k[static_cast<size_t>(t * Hkv * D + j)] += lk.b[static_cast<size_t>(j)];
       }
+    }
+    if (o.kv_f16) {
+      for (double& e : k) e = f16_to_f32(f32_to_f16(static_cast<float>(e)));
+      for (double& e : v) e = f16_to_f32(f32_to_f16(static_cast<float>(e)));
     }
     std::vector<double> a(static_cast<size_t>(T * H * D), 0.0);
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));
@@ -307,6 +312,7 @@ TEST_CASE("engine: ternary plan matches the f64 fake-quant reference (int8 activ
     EngineOptions o;
     o.lm_head = "f32";
     o.act_scale = mode;
+    o.kv_cache = "f32";  // as the reference keeps K and V (the f16 cache: the next test)
     auto eng = lower(*m, o);
     CHECK(eng->ternary());
     const auto got = run(*eng, ids);
@@ -325,12 +331,67 @@ TEST_CASE("engine: ternary plan matches the f64 fake-quant reference (int8 activ
   }
 }
 
+// With int8 activations a K or V element that the f32 engine and the f64 reference round to
+// neighbouring f16 values (a 2^-11 step) can flip an activation's int8 rounding downstream, so the
+// f16 cache is compared on the dense lowering (f32 activations), where the outputs are continuous in
+// the cached values: against the reference with K and V rounded to f16 it agrees to f32 precision,
+// against the unrounded reference it differs by the f16 rounding.
+TEST_CASE("engine: an f16 KV cache matches the reference with K and V rounded to f16") {
+  auto m = tiny_model(15);
+  quant::quantize_model(*m, tequila_cfg());
+  const auto ids = prompt(24, 16);
+  EngineOptions o;
+  o.dense = true;
+  o.lm_head = "f32";
+  o.kv_cache = "f16";
+  auto eng = lower(*m, o);
+  CHECK(std::string(eng->kv_cache_type()) == "f16");
+  const auto got = run(*eng, ids);
+  RefOptions ro;
+  ro.quant_acts = false;
+  ro.alpha_f16 = false;  // the dense lowering keeps α in f32
+  ro.kv_f16 = true;
+  const double d = rel_max_diff(got, ref_forward(*m, ids, ro));
+  ro.kv_f16 = false;
+  const double d_f32 = rel_max_diff(got, ref_forward(*m, ids, ro));
+  MESSAGE("f16 KV cache vs reference: with K, V rounded to f16 " << d << ", unrounded " << d_f32);
+  CHECK(d < 3e-5);  // measured 8.1e-6 – 8.7e-6: an element or two rounded to the neighbouring f16
+  CHECK(d_f32 > 10 * d);
+  // The f32 cache on the same model: the other way round.
+  o.kv_cache = "f32";
+  auto e32 = lower(*m, o);
+  CHECK(std::string(e32->kv_cache_type()) == "f32");
+  CHECK(e32->kv_cache_bytes() == 2 * eng->kv_cache_bytes());
+  const auto got32 = run(*e32, ids);
+  CHECK(rel_max_diff(got32, ref_forward(*m, ids, ro)) < 1e-5);
+  // Both caches on the ternary plan (int8 activations): prefill equals token-by-token decode on 1
+  // and 2 threads (decode_step), bit for bit, since both read the same cached values.
+  for (const char* kv : {"f16", "f32"}) {
+    for (int threads : {1, 2}) {
+      EngineOptions ot;
+      ot.kv_cache = kv;
+      ot.threads = threads;
+      auto et = lower(*m, ot);
+      const auto pre = run(*et, ids);
+      const auto dec = run_decode(*et, ids);
+      MESSAGE(std::string(kv) << " KV cache, " << threads << " threads: prefill vs decode " << rel_max_diff(dec, pre));
+      CHECK(dec == pre);
+    }
+  }
+  CHECK(error_of([&] {
+          EngineOptions bad;
+          bad.kv_cache = "q8";
+          lower(*m, bad);
+        }).find("kv_cache 'q8' must be auto | f16 | f32") != std::string::npos);
+}
+
 TEST_CASE("engine: the Tequila bias is added before RoPE for q and k") {
   auto m = tiny_model(20);
   quant::quantize_model(*m, tequila_cfg(1.0));
   const auto ids = prompt(10, 21);
   EngineOptions o;
   o.lm_head = "f32";
+  o.kv_cache = "f32";  // as the reference keeps K and V
   auto eng = lower(*m, o);
   const auto got = run(*eng, ids);
   RefOptions before, after;
@@ -381,6 +442,7 @@ TEST_CASE("engine: dense path matches the nn forward of an unquantized model") {
   const auto ref_t = m->forward(idt).value().to_vector();
   EngineOptions o;
   o.lm_head = "f32";
+  o.kv_cache = "f32";  // as the nn forward keeps K and V
   auto eng = lower(*m, o);
   CHECK(!eng->ternary());
   const double d = rel_max_diff(run(*eng, ids), ref_t);
@@ -396,6 +458,7 @@ TEST_CASE("engine: dense path matches the nn forward of an unquantized model") {
   EngineOptions od;
   od.dense = true;
   od.lm_head = "f32";
+  od.kv_cache = "f32";
   const auto fq = m->forward(idt).value().to_vector();
   CHECK(rel_max_diff(run(*lower(*m, od), ids), fq) < 1e-5);
 }
@@ -600,6 +663,7 @@ TEST_CASE("engine: dense path on the PyTorch tiny-LLaMA fixture (llama3 RoPE sca
   const auto ref = m->forward(idt).value().to_vector();
   EngineOptions o;
   o.lm_head = "f32";
+  o.kv_cache = "f32";  // as the nn forward keeps K and V
   const double d = rel_max_diff(run(*lower(*m, o), ids), ref);
   MESSAGE("tiny_llama fixture, dense f32 vs nn forward: " << d);
   CHECK(d < 1e-5);
@@ -696,19 +760,22 @@ TEST_CASE("engine: perplexity cost of int8 activations (measurement)" * doctest:
     }
     return std::exp(nll / static_cast<double>(n));
   };
-  EngineOptions dense, tok, grp, tok8;
+  EngineOptions dense, tok, grp, tok8, tok8_kv16;
   dense.dense = true;
   dense.lm_head = tok.lm_head = grp.lm_head = "f32";
   grp.act_scale = kq::ActScale::per_group;
+  dense.kv_cache = tok.kv_cache = grp.kv_cache = tok8.kv_cache = "f32";
+  tok8_kv16.kv_cache = "f16";
   const double p_dense = engine_ppl(dense), p_tok = engine_ppl(tok), p_grp = engine_ppl(grp),
-               p_tok8 = engine_ppl(tok8);
+               p_tok8 = engine_ppl(tok8), p_tok8_kv16 = engine_ppl(tok8_kv16);
   MESSAGE("text " << std::string(path) << " (" << text.size() << " bytes, held-out " << held.size()
                   << "), fp32 " << fp_steps << " steps loss " << l_fp << ", QAT " << fp_steps / 2
                   << " steps loss " << l_q);
   MESSAGE("held-out ppl: fp32 " << ppl_fp << " | fake-quant (training graph) " << ppl_fq
                                 << " | engine dense fake-quant " << p_dense
                                 << " | engine int8 per-token " << p_tok << " | per-group " << p_grp
-                                << " | per-token + int8 head " << p_tok8);
+                                << " | per-token + int8 head " << p_tok8
+                                << " | per-token + int8 head + f16 KV cache " << p_tok8_kv16);
 }
 
 // ---- q4 LM head (infer/q4_head.h) ----

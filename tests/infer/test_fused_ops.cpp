@@ -1,7 +1,7 @@
 // infer/fused_ops: the dispatched row kernels (AVX-512 where the ternary kernels run AVX-512 VNNI,
 // else the reference loops) against float64 references written here, and against the library's
 // reference loops: attention of a GQA group over the blocked K cache (ragged n, odd group sizes,
-// head dims the fast path takes and one it refuses), SwiGLU, the int8 LM head (exact), RMSNorm.
+// head dims the fast path takes and one it refuses; f32 and f16 caches), SwiGLU, the int8 LM head (exact), RMSNorm.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
 #include "infer/fused_ops.h"
 #include "tests/test_util.h"
 
@@ -87,9 +88,60 @@ TEST_CASE("fused ops: attend_group over the blocked K cache matches float64 and 
         attend_group(q.data() + (nq - 1) * ldq, 1, ldq, Kt.data(), V.data(), n, D, scale, sc.data(),
                      one.data(), D);
         CHECK(std::equal(one.begin(), one.end(), out.begin() + (nq - 1) * D));
+        // The f16 cache: the same cache rounded to f16 gives bit for bit what the f32 overloads
+        // give on the rounded values (the conversion is exact, the arithmetic the same), on the
+        // dispatched kernel and on the reference.
+        std::vector<uint16_t> Kh(Kt.size(), 0x7bff), Vh(V.size());  // poison: 65504
+        std::vector<float> Kr(Kt), Vr(V);
+        for (size_t i = 0; i < Kt.size(); ++i) {
+          if (Kt[i] != 1e30f) Kr[i] = f16_to_f32(Kh[i] = f32_to_f16(Kt[i]));
+        }
+        for (size_t i = 0; i < V.size(); ++i) Vr[i] = f16_to_f32(Vh[i] = f32_to_f16(V[i]));
+        std::vector<float> oh(out.size()), of(out.size());
+        attend_group(q.data(), nq, ldq, Kh.data(), Vh.data(), n, D, scale, sc.data(), oh.data(), D);
+        attend_group(q.data(), nq, ldq, Kr.data(), Vr.data(), n, D, scale, sc.data(), of.data(), D);
+        CHECK(oh == of);
+        attend_group_ref(q.data(), nq, ldq, Kh.data(), Vh.data(), n, D, scale, sc.data(), oh.data(),
+                         D);
+        attend_group_ref(q.data(), nq, ldq, Kr.data(), Vr.data(), n, D, scale, sc.data(), of.data(),
+                         D);
+        CHECK(oh == of);
+        double err16 = 0;  // and the rounding moved the result (the test can tell the caches apart)
+        for (size_t k = 0; k < out.size(); ++k) err16 = std::max(err16, double{std::fabs(of[k] - ref[k])});
+        CHECK(err16 > 0);
       }
     }
   }
+}
+
+TEST_CASE("fused ops: f16_row rounds as f32_to_f16, ties, subnormals and overflow included") {
+  Rng rng = test::make_rng(35);
+  std::vector<float> x;
+  for (int i = 0; i < 2000; ++i) x.push_back(static_cast<float>(rng.normal() * std::exp2(rng.uniform(-30, 18))));
+  for (uint16_t h : {uint16_t{0x0001}, uint16_t{0x03ff}, uint16_t{0x0400}, uint16_t{0x3c00},
+                     uint16_t{0x3c01}, uint16_t{0x7bfe}, uint16_t{0x7bff}}) {
+    const float a = f16_to_f32(h), b = f16_to_f32(static_cast<uint16_t>(h + 1));
+    x.push_back(a);
+    x.push_back(-a);
+    x.push_back(a + (b - a) / 2);  // exact ties: to the even neighbour
+    x.push_back(std::nextafter(a + (b - a) / 2, b));
+  }
+  for (float v : {0.0f, -0.0f, 65519.0f, 65520.0f, -1e6f, 1e-9f, INFINITY, -INFINITY}) x.push_back(v);
+  std::vector<uint16_t> got(x.size() + 1, 0xAAAA), want(x.size());
+  for (size_t i = 0; i < x.size(); ++i) want[i] = f32_to_f16(x[i]);
+  for (int64_t n : {int64_t{1}, int64_t{15}, static_cast<int64_t>(x.size())}) {
+    std::fill(got.begin(), got.end(), uint16_t{0xAAAA});
+    f16_row(x.data(), n, got.data());
+    CHECK(std::equal(got.begin(), got.begin() + n, want.begin()));
+    CHECK(got[static_cast<size_t>(n)] == 0xAAAA);  // nothing written past n
+    f16_row_ref(x.data(), n, got.data());
+    CHECK(std::equal(got.begin(), got.begin() + n, want.begin()));
+  }
+  CHECK(f16_to_f32(want[want.size() - 6]) == 65504.0f);  // 65519 rounds down to the largest f16
+  CHECK(f16_to_f32(want[want.size() - 5]) == INFINITY);  // 65520 rounds up past it
+  const float nan = std::nanf("");
+  f16_row(&nan, 1, got.data());
+  CHECK(std::isnan(f16_to_f32(got[0])));
 }
 
 TEST_CASE("fused ops: swiglu_row matches float64 silu(gate)·up, extremes included") {
