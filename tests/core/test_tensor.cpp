@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
 #include <cstdint>
 #include <limits>
 
@@ -29,6 +32,31 @@ TEST_CASE("tensor: factories, 64-byte alignment, contiguity") {
   CHECK(e.numel() == 0);
   CHECK(e.contiguous().numel() == 0);
   CHECK_THROWS_AS(Tensor::empty({-1}), Error);
+}
+
+// Note [Huge pages] (core/tensor.cpp): large allocations are 2 MiB-aligned and advised; whether the
+// kernel grants 2 MiB pages depends on its settings, so that part is reported, not checked.
+TEST_CASE("tensor: allocations of 4 MiB and more are 2 MiB-aligned, zeroed, and advised for huge pages") {
+  const int64_t n = (int64_t{4} << 20) + 1;  // just above the threshold: 3 huge pages
+  Tensor big = Tensor::zeros({n}, DType::u8);
+  const auto addr = reinterpret_cast<uintptr_t>(big.raw_data());
+  CHECK(addr % (uintptr_t{2} << 20) == 0);
+  CHECK(big.flat(0) == 0.0);
+  CHECK(big.flat(n - 1) == 0.0);
+  Tensor below = Tensor::zeros({(int64_t{4} << 20) / 4 - 16});  // f32, 64 bytes under: 64-byte rule
+  CHECK(reinterpret_cast<uintptr_t>(below.raw_data()) % 64 == 0);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool in_range = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && line.find(' ') != std::string::npos) {
+      in_range = lo <= addr && addr < hi;
+    } else if (in_range && line.rfind("AnonHugePages:", 0) == 0) {
+      MESSAGE("mapping of a 4 MiB tensor: " << line << " (0 where THP is 'never')");
+      break;
+    }
+  }
 }
 
 TEST_CASE("tensor: views share storage and keep element strides") {
