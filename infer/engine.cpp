@@ -267,13 +267,12 @@ struct Engine::State {
   // of layer l, into L2.
   void prefetch_layer_kv(int64_t l, int tid, int n) const;
   struct ThreadScratch {  // private per-thread buffers of decode_step
-    Tensor h, xn, hf;     // f32 [C], [C], [F]
+    Tensor h, xn, hf;     // f32 [C] (the residual stream), [C], [F]
     Tensor hq;            // i8 [C] (int8 head activations)
     Tensor hgs;           // i32 [C/32] (q4 head: group sums of hq)
     kq::QuantizedActs qc, qhd, qf;  // one token of C, H·D, F
   };
   std::vector<ThreadScratch> scratch;
-  Tensor x2;  // f32 [C]: the second residual buffer of decode_step
   void linear(const Mat& m, int64_t op, const Tensor& in_f32, const kq::QuantizedActs& in_q, int64_t T,
               Tensor& out, const Ctx& ctx);
   // Thread tid's rows of packed op `op` (4·layer + 0..3) for T tokens, or of the LM head (nT tokens):
@@ -483,7 +482,6 @@ void Engine::State::alloc() {
       act_buffers_alloc(sc.qhd, 1, HD, opts.act_scale);
       act_buffers_alloc(sc.qf, 1, F, opts.act_scale);
     }
-    x2 = Tensor::zeros({C});
   }
   set_tokens(Tc);
   // Validate every packed matrix against its activations once: the step calls the unchecked
@@ -765,9 +763,12 @@ Warm Engine::State::warm_head(int tid, int n) const {
 // tq::SpinBarrier, Ctx::sync) counts. Every op whose input is one token's full vector (residual add,
 // RMSNorm, int8 quantization, SwiGLU) is computed by every thread redundantly into its own scratch, so
 // the only barriers left are after each row-partitioned linear and after attention: 5 per layer.
-// The residual stream alternates between two buffers (x and x2): a phase reads all of `cur` (and
-// tmp) and writes only its thread's slice of `nxt`, so no thread writes what another may still read.
-// The arithmetic is that of step() (same functions, same order), so logits are bit-identical.
+// That includes the residual stream itself: every thread keeps all of it in its own scratch h and
+// adds the shared output of each o / down projection (tmp, read after the barrier that completes it)
+// in place, so h never crosses cores. (Until the ninth session the threads wrote their slices of h to
+// two shared buffers in turn and each re-read the whole vector, half of it from the other core, at
+// every norm: 33 times per token.) The arithmetic is that of step() (same functions, same order), so
+// logits are bit-identical.
 void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   const int tid = ctx.tid, n = ctx.nt;
   const int64_t p0 = pos, half = D / 2, group = H / Hkv;
@@ -784,21 +785,12 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
   const float* sinp = rope_sin.data<float>() + p0 * half;
   // EngineOptions::profile: each mark charges the time since the previous one to its op.
   const StepMarker mark(prof.get(), tid);
-  int64_t cb, ce;  // this thread's slice of the residual
-  split(C, tid, n, cb, ce);
-  const float* cur = embed + static_cast<int64_t>(id) * C;
-  float* bufs[2] = {x.data<float>(), x2.data<float>()};
-  int nb = 0;  // bufs[nb] is the next `nxt`
+  std::memcpy(h, embed + static_cast<int64_t>(id) * C, sizeof(float) * static_cast<size_t>(C));
   bool have_tmp = false;
-  // h = cur (+ tmp); write this thread's slice of the next residual buffer; y = RMSNorm(h)·w.
+  // h += tmp (the residual, whole in every thread); y = RMSNorm(h)·w.
   auto residual_norm = [&](const float* w) {
-    float* nxt = bufs[nb];
-    for (int64_t c = 0; c < C; ++c) h[c] = cur[c];
     if (have_tmp) add_rows(h, tp, C);
-    for (int64_t c = cb; c < ce; ++c) nxt[c] = h[c];
     rms_norm_row(h, w, C, eps, xnp);
-    cur = nxt;  // complete after the next barrier, the only point where it is read again
-    nb ^= 1;
   };
   auto rows = [&](const Mat& m, int64_t op, const kq::QuantizedActs& a, float* y, int64_t ldy) {
     packed_rows(m.packed, op, a, 1, y, ldy, tid, n, true);
@@ -851,7 +843,6 @@ void Engine::State::decode_step(int32_t id, float* logits, const Ctx& ctx) {
     mark(StepOp::wait);
   }
   // Final residual and norm (redundant per thread), then this thread's rows of the LM head.
-  for (int64_t c = 0; c < C; ++c) h[c] = cur[c];
   add_rows(h, tp, C);
   rms_norm_row(h, final_norm, C, eps, xnp);
   int8_t* hqp = me.hq.data<int8_t>();
