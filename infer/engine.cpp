@@ -594,7 +594,10 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       const int64_t p = p0 + t;
       float* v = qkvp + t * qkv_ld + h * D;
       rope_row(v, cosp + p * half, sinp + p * half, half);
-      if (h >= H) kv.store(l, h - H, p, v, qkvp + t * qkv_ld + (H + Hkv + h - H) * D);
+      if (h >= H) {
+        const int64_t kh = h - H;
+        kv.store(l, kh, p, v, qkvp + t * qkv_ld + (H + Hkv + kh) * D);
+      }
     };
     if (T == 1) {
       // Decode: one op, KV heads dealt round-robin; each thread caches its KV head, then attends

@@ -1,6 +1,7 @@
 #include "infer/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/dtype.h"
 #include "infer/fused_ops.h"
@@ -29,14 +30,14 @@ KvCache::KvCache(int64_t L, int64_t Hkv, int64_t S, int64_t D, KvType type)
 
 size_t KvCache::bytes() const { return k_.nbytes() + v_.nbytes(); }
 
+int64_t KvCache::elem_bytes() const { return type_ == KvType::f16 ? 2 : 4; }
+
 char* KvCache::k_at(int64_t l, int64_t kh) const {
-  const int64_t es = type_ == KvType::f16 ? 2 : 4;
-  return static_cast<char*>(k_.raw_data()) + (l * Hkv_ + kh) * kstride_ * es;
+  return static_cast<char*>(k_.raw_data()) + (l * Hkv_ + kh) * kstride_ * elem_bytes();
 }
 
 char* KvCache::v_at(int64_t l, int64_t kh) const {
-  const int64_t es = type_ == KvType::f16 ? 2 : 4;
-  return static_cast<char*>(v_.raw_data()) + (l * Hkv_ + kh) * S_ * D_ * es;
+  return static_cast<char*>(v_.raw_data()) + (l * Hkv_ + kh) * S_ * D_ * elem_bytes();
 }
 
 void KvCache::store(int64_t l, int64_t kh, int64_t p, const float* k, const float* v) {
@@ -54,7 +55,7 @@ void KvCache::store(int64_t l, int64_t kh, int64_t p, const float* k, const floa
     auto* kt = reinterpret_cast<float*>(k_at(l, kh));
     auto* vt = reinterpret_cast<float*>(v_at(l, kh)) + p * D;
     for (int64_t d = 0; d < D; ++d) kt[kcache_index(p, d, D)] = k[d];
-    for (int64_t d = 0; d < D; ++d) vt[d] = v[d];
+    std::memcpy(vt, v, sizeof(float) * static_cast<size_t>(D));
   }
 }
 
@@ -69,21 +70,23 @@ void KvCache::attend(int64_t l, int64_t kh, const float* q, int64_t nq, int64_t 
   }
 }
 
+namespace {
+// K and V line by line in step; Locality is __builtin_prefetch's (3: L1, 2: L2), a constant.
+template <int Locality>
+void prefetch_in_step(const char* k, const char* v, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64) {
+    __builtin_prefetch(k + o, 0, Locality);
+    __builtin_prefetch(v + o, 0, Locality);
+  }
+}
+}  // namespace
+
 void KvCache::prefetch(int64_t l, int64_t kh, int64_t n, int64_t max_bytes, bool l1) const {
-  const int64_t es = type_ == KvType::f16 ? 2 : 4;
-  const int64_t bytes = std::min(max_bytes, n * D_ * es);
-  const char* k = k_at(l, kh);
-  const char* v = v_at(l, kh);
+  const int64_t bytes = std::min(max_bytes, n * D_ * elem_bytes());
   if (l1) {
-    for (int64_t o = 0; o < bytes; o += 64) {
-      __builtin_prefetch(k + o, 0, 3);
-      __builtin_prefetch(v + o, 0, 3);
-    }
+    prefetch_in_step<3>(k_at(l, kh), v_at(l, kh), bytes);
   } else {
-    for (int64_t o = 0; o < bytes; o += 64) {
-      __builtin_prefetch(k + o, 0, 2);
-      __builtin_prefetch(v + o, 0, 2);
-    }
+    prefetch_in_step<2>(k_at(l, kh), v_at(l, kh), bytes);
   }
 }
 

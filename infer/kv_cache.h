@@ -37,6 +37,7 @@ class KvCache {
   void prefetch(int64_t l, int64_t kh, int64_t n, int64_t max_bytes, bool l1) const;
 
  private:
+  int64_t elem_bytes() const;               // 2 (f16) or 4 (f32)
   char* k_at(int64_t l, int64_t kh) const;  // the start of (l, kh)'s K / V
   char* v_at(int64_t l, int64_t kh) const;
   int64_t Hkv_ = 0, S_ = 0, D_ = 0, kstride_ = 0;  // kstride_: elements of one head's K cache
