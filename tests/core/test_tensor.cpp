@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <cstdint>
@@ -40,7 +41,8 @@ TEST_CASE("tensor: allocations of 4 MiB and more are 2 MiB-aligned, zeroed, and 
   const int64_t n = (int64_t{4} << 20) + 1;  // just above the threshold: 3 huge pages
   Tensor big = Tensor::zeros({n}, DType::u8);
   const auto addr = reinterpret_cast<uintptr_t>(big.raw_data());
-  CHECK(addr % (uintptr_t{2} << 20) == 0);
+  const char* off = std::getenv("TQ_HUGE_PAGES");
+  if (off == nullptr || std::string(off) != "0") CHECK(addr % (uintptr_t{2} << 20) == 0);
   CHECK(big.flat(0) == 0.0);
   CHECK(big.flat(n - 1) == 0.0);
   Tensor below = Tensor::zeros({(int64_t{4} << 20) / 4 - 16});  // f32, 64 bytes under: 64-byte rule
