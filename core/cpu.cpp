@@ -40,6 +40,7 @@ CpuFeatures detect() {
     f.avx512vl = (b >> 31) & 1;
     f.avx512_vnni = (c >> 11) & 1;
   }
+  f.gfni = (c >> 8) & 1;
   unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
   if (__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) {
     f.avx_vnni = (a1 >> 4) & 1;
@@ -118,6 +119,7 @@ std::string cpu_features_str(const CpuFeatures& f) {
   add(f.avx512_vnni, "avx512_vnni");
   add(f.avx_vnni, "avx_vnni");
   add(f.avx512_bf16, "avx512_bf16");
+  add(f.gfni, "gfni");
   return s.empty() ? "none" : s;
 }
 

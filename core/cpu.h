@@ -17,6 +17,7 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx_vnni = false;
   bool avx512_bf16 = false;
+  bool gfni = false;  // GF2P8AFFINEQB (the AVX-512 prefill tile decode uses it: Note [GFNI tile decode])
 };
 
 // What the hardware and OS support (detected once).

@@ -7,6 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 
+namespace tq::quant {
+struct PackedTernary;
+struct QuantizedActs;
+}  // namespace tq::quant
+
 namespace tq::quant::detail {
 
 struct TernaryArgs {
@@ -36,6 +41,13 @@ void group_sums_avxvnni(const TernaryArgs& a, int64_t r0, int64_t r1, int32_t* a
 void gemm_rows_avx512vnni(const TernaryArgs& a, int64_t r0, int64_t r1, float* y,
                           int64_t ldy) noexcept;
 void group_sums_avx512vnni(const TernaryArgs& a, int64_t r0, int64_t r1, int32_t* acc) noexcept;
+// The kernels' arguments for w and x (ternary_pack.cpp; the tests call kernels directly with it).
+TernaryArgs make_args(const PackedTernary& w, const QuantizedActs& x);
+
+// The same kernels with the prefill tiles decoded by GFNI (Note [GFNI tile decode]); same results.
+void gemm_rows_avx512gfni(const TernaryArgs& a, int64_t r0, int64_t r1, float* y,
+                          int64_t ldy) noexcept;
+void group_sums_avx512gfni(const TernaryArgs& a, int64_t r0, int64_t r1, int32_t* acc) noexcept;
 
 // Roofline probes (quant/roofline.cpp). int8 dot-product throughput: runs `iters` iterations on the
 // calling thread and returns the integer ops executed (2 per multiply-add).

@@ -34,7 +34,11 @@ KernelTable kernels_for(KernelIsa isa) {
     case KernelIsa::avxvnni: return {detail::gemm_rows_avxvnni, detail::group_sums_avxvnni};
 #endif
 #ifdef TQ_HAVE_KERNEL_AVX512VNNI
-    case KernelIsa::avx512vnni: return {detail::gemm_rows_avx512vnni, detail::group_sums_avx512vnni};
+    case KernelIsa::avx512vnni:
+#ifdef TQ_HAVE_KERNEL_AVX512GFNI
+      if (cpu_features().gfni) return {detail::gemm_rows_avx512gfni, detail::group_sums_avx512gfni};
+#endif
+      return {detail::gemm_rows_avx512vnni, detail::group_sums_avx512vnni};
 #endif
     default: return {};
   }
@@ -249,10 +253,10 @@ Tensor unpack_scales(const PackedTernary& w) {
   return out;
 }
 
-namespace {
+namespace detail {
 
-detail::TernaryArgs make_args(const PackedTernary& w, const QuantizedActs& x) {
-  detail::TernaryArgs a;
+TernaryArgs make_args(const PackedTernary& w, const QuantizedActs& x) {
+  TernaryArgs a;
   a.codes = static_cast<const uint8_t*>(w.codes.raw_data());
   a.scales = static_cast<const uint16_t*>(w.scales.raw_data());
   a.bias = static_cast<const float*>(w.bias.raw_data());
@@ -266,6 +270,10 @@ detail::TernaryArgs make_args(const PackedTernary& w, const QuantizedActs& x) {
   a.per_group = x.mode == ActScale::per_group;
   return a;
 }
+
+}  // namespace detail
+
+namespace {
 
 void check_packed(const PackedTernary& w) {
   const int64_t G = w.cols / kPackGroup;
@@ -326,7 +334,7 @@ void ternary_gemm_check(const PackedTernary& w, const QuantizedActs& x, int64_t 
 void ternary_gemm_rows_unchecked(const PackedTernary& w, const QuantizedActs& x, int64_t r0,
                                  int64_t r1, float* y, int64_t ldy, KernelIsa isa) noexcept {
   if (r0 >= r1 || x.tokens == 0) return;
-  kernels_for(isa).gemm(make_args(w, x), r0, r1, y, ldy);
+  kernels_for(isa).gemm(detail::make_args(w, x), r0, r1, y, ldy);
 }
 
 void ternary_gemm_rows(const PackedTernary& w, const QuantizedActs& x, int64_t r0, int64_t r1,
@@ -344,7 +352,7 @@ void ternary_gemm(const PackedTernary& w, const QuantizedActs& x, float* y, int6
   ternary_gemm_check(w, x, ldy, isa);
   TQ_CHECK(y != nullptr || x.tokens == 0 || w.rows == 0, "[ternary_gemm] y is null");
   if (x.tokens == 0 || w.rows == 0) return;
-  const detail::TernaryArgs args = make_args(w, x);
+  const detail::TernaryArgs args = detail::make_args(w, x);
   const detail::GemmRowsFn fn = kernels_for(isa).gemm;
   parallel_for(w.rows_padded / kTileRows, 2, [&](int64_t b, int64_t e) {
     fn(args, b * kTileRows, e * kTileRows, y, ldy);
@@ -357,7 +365,7 @@ void ternary_group_sums(const PackedTernary& w, const QuantizedActs& x, int32_t*
   check_isa(isa);
   TQ_CHECK(acc != nullptr || x.tokens == 0, "[ternary_group_sums] acc is null");
   if (x.tokens == 0 || w.rows_padded == 0) return;
-  kernels_for(isa).sums(make_args(w, x), 0, w.rows_padded, acc);
+  kernels_for(isa).sums(detail::make_args(w, x), 0, w.rows_padded, acc);
 }
 
 }  // namespace tq::quant

@@ -15,7 +15,9 @@
 #include "core/dtype.h"
 #include "core/parallel.h"
 #include "quant/act_quant.h"
+#include "core/cpu.h"
 #include "quant/quant.h"
+#include "quant/ternary_kernels.h"
 #include "quant/ternary_pack.h"
 #include "tests/test_util.h"
 
@@ -279,6 +281,42 @@ TEST_CASE("every ISA equals scalar exactly in group sums and within 1e-6 in tern
     }
   }
 }
+
+#if defined(TQ_HAVE_KERNEL_AVX512VNNI) && defined(TQ_HAVE_KERNEL_AVX512GFNI)
+TEST_CASE("the GFNI build of the AVX-512 kernels equals the plain build bit for bit") {
+  // ternary_gemm runs the GFNI build where the CPU has GFNI (Note [GFNI tile decode]), so the case
+  // above tests one of the two builds; this one ties the other to it. Prefill shapes: the 2×8 block,
+  // a single last row block (rows 45), token remainders 1–7 and the 64-token chunk.
+  const CpuFeatures& f = cpu_features();
+  if (!(f.gfni && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni)) {
+    MESSAGE("skipped: this CPU lacks GFNI or AVX-512 VNNI (" << cpu_features_str(f) << ")");
+    return;
+  }
+  Rng rng = make_rng(14);
+  for (ActScale mode : {ActScale::per_token, ActScale::per_group}) {
+    for (int64_t rows : {16, 45}) {
+      for (int64_t T : {2, 8, 11, 16, 31, 70}) {
+        const int64_t cols = T == 70 ? 256 : 1024;
+        CAPTURE(rows);
+        CAPTURE(T);
+        const PackedTernary w = random_packed(rows, cols, rng);
+        const QuantizedActs x = random_acts(T, cols, mode, rng);
+        const quant::detail::TernaryArgs a = quant::detail::make_args(w, x);
+        const size_t n_sums = static_cast<size_t>(T * w.rows_padded * w.groups());
+        std::vector<int32_t> s_plain(n_sums, -7), s_gfni(n_sums, -8);
+        quant::detail::group_sums_avx512vnni(a, 0, w.rows_padded, s_plain.data());
+        quant::detail::group_sums_avx512gfni(a, 0, w.rows_padded, s_gfni.data());
+        CHECK(s_plain == s_gfni);
+        CHECK(s_plain == group_sums(w, x, KernelIsa::scalar));
+        std::vector<float> y_plain(static_cast<size_t>(T * rows), -99.0f), y_gfni = y_plain;
+        quant::detail::gemm_rows_avx512vnni(a, 0, w.rows_padded, y_plain.data(), rows);
+        quant::detail::gemm_rows_avx512gfni(a, 0, w.rows_padded, y_gfni.data(), rows);
+        CHECK(y_plain == y_gfni);
+      }
+    }
+  }
+}
+#endif
 
 TEST_CASE("extreme values: all codes +1 and q = ±127 (closed form), every ISA") {
   const int64_t rows = 19, cols = 1024, T = 5, G = cols / 128;
