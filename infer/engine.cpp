@@ -248,6 +248,7 @@ struct Engine::State {
   Tensor hq;                            // i8 [Tc, C] (int8 head activations)
   Tensor hs;                            // f32 [Tc]
   Tensor xb;                            // bf16 [Tc, max(C, H*D, F)] (bf16 dense inputs)
+  Tensor row_tmp;                       // f32 [nt, max(C, F)]: Note [Prefill rows that only feed int8]
   kq::QuantizedActs qa_c, qa_hd, qa_f;  // int8 activations entering ternary linears: [T] views
   kq::QuantizedActs full_c, full_hd, full_f;  // ... of these [Tc] buffers
   int64_t view_T = -1;                        // T of the views (rebuilt only when T changes)
@@ -457,6 +458,7 @@ void Engine::State::alloc() {
   scores = Tensor::zeros({nt, H / Hkv * ((S + 15) / 16 * 16)});
   hq = Tensor::zeros({Tc, C}, DType::i8);
   hs = Tensor::zeros({Tc});
+  row_tmp = Tensor::zeros({nt, std::max(C, F)});
   if (head_kind == "q4") hgs = Tensor::zeros({Tc, C / kQ4Group}, DType::i32);
   if (!all_ternary && opts.dense_dtype == "bf16") {
     xb = Tensor::zeros({Tc, std::max({C, HD, F})}, DType::bf16);
@@ -570,6 +572,15 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
   // one parallel region per op, the calling thread marks and barrier waits stay inside the ops.
   const StepMarker mark(prof.get(), ctx.in_region ? ctx.tid : 0);
   ctx.mark = &mark;
+  // Note [Prefill rows that only feed int8]
+  // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+  // A norm's or SwiGLU's f32 output row that enters a ternary linear is read only by its int8
+  // quantization, right after it is written, so it goes to the thread's row of `row_tmp` (L1)
+  // instead of xn / hf ([T, C] and [T, F]: 4 and 16 MiB at 512 tokens of the 1B shape, in L3), which
+  // prefill then no longer writes and re-reads. Dense linears read xn / hf, so those are still
+  // written there. Same values, same order: results are unchanged. pp512 on 2 threads, 3 alternated
+  // rounds: norms 0.061–0.065 → 0.052–0.054 ms per prompt token, SwiGLU 0.074–0.077 → 0.067–0.071.
+  auto row_of = [&](int tid) { return row_tmp.data<float>() + tid * row_tmp.size(1); };
 
   ctx.run(StepOp::other, [&](int tid, int n) {
     int64_t b, e;
@@ -584,8 +595,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       split(T, tid, n, b, e);
       for (int64_t t = b; t < e; ++t) {
         if (l > 0) add_rows(xp + t * C, tp + t * C, C);
-        rms_norm_row(xp + t * C, ly.attn_norm, C, eps, xnp + t * C);
-        if (ly.qkv.ternary) quantize_act_row(xnp + t * C, t, qa_c);
+        float* y = ly.qkv.ternary ? row_of(tid) : xnp + t * C;
+        rms_norm_row(xp + t * C, ly.attn_norm, C, eps, y);
+        if (ly.qkv.ternary) quantize_act_row(y, t, qa_c);
       }
     });
     linear(ly.qkv, 4 * l, xn, qa_c, T, qkv, ctx);  // Tequila bias added here, before RoPE
@@ -641,8 +653,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       split(T, tid, n, b, e);
       for (int64_t t = b; t < e; ++t) {
         add_rows(xp + t * C, tp + t * C, C);
-        rms_norm_row(xp + t * C, ly.mlp_norm, C, eps, xnp + t * C);
-        if (ly.gu.ternary) quantize_act_row(xnp + t * C, t, qa_c);
+        float* y = ly.gu.ternary ? row_of(tid) : xnp + t * C;
+        rms_norm_row(xp + t * C, ly.mlp_norm, C, eps, y);
+        if (ly.gu.ternary) quantize_act_row(y, t, qa_c);
       }
     });
     linear(ly.gu, 4 * l + 2, xn, qa_c, T, gu, ctx);
@@ -651,8 +664,9 @@ void Engine::State::step(const int32_t* ids, int64_t T, float* logits, bool all_
       int64_t b, e;
       split(T, tid, n, b, e);
       for (int64_t t = b; t < e; ++t) {
-        swiglu_row(gup + t * gu_ld, gup + t * gu_ld + F, F, hfp + t * F);
-        if (ly.down.ternary) quantize_act_row(hfp + t * F, t, qa_f);
+        float* y = ly.down.ternary ? row_of(tid) : hfp + t * F;
+        swiglu_row(gup + t * gu_ld, gup + t * gu_ld + F, F, y);
+        if (ly.down.ternary) quantize_act_row(y, t, qa_f);
       }
     });
     linear(ly.down, 4 * l + 3, hf, qa_f, T, tmp, ctx);
