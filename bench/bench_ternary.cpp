@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
       bw[th] = tq::quant::read_bandwidth_gbs(th);
       peak[th] = tq::quant::int8_dot_peak_gops(th);
       std::printf("# roofline %d thread(s): read %.1f GB/s; int8 peak (%s) %.0f GOP/s", th, bw[th],
-                  tq::quant::isa_name(tq::quant::best_isa()), peak[th]);
+                  tq::quant::kernel_name(tq::quant::best_isa()), peak[th]);
       for (KernelIsa isa : tq::quant::available_isas()) {
         if (isa != KernelIsa::scalar && isa != tq::quant::best_isa()) {
           std::printf("; %s %.0f", tq::quant::isa_name(isa), tq::quant::int8_dot_peak_gops(th, isa));

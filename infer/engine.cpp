@@ -934,7 +934,7 @@ size_t Engine::bytes_per_token() const {
 std::string Engine::describe() const {
   const State& s = *s_;
   return fmt::format("{} (lm_head {}, {} activations, {} KV cache), {} threads",
-                     s.all_ternary ? fmt::format("packed ternary {}", kq::isa_name(s.isa))
+                     s.all_ternary ? fmt::format("packed ternary {}", kq::kernel_name(s.isa))
                                    : fmt::format("dense {}", s.opts.dense_dtype),
                      s.head_kind,
                      s.opts.act_scale == kq::ActScale::per_token ? "per-token" : "per-group",

@@ -22,6 +22,16 @@ struct KernelTable {
   detail::GroupSumsFn sums = nullptr;
 };
 
+// Whether ternary_gemm runs the GFNI build of isa's kernels (Note [GFNI tile decode]).
+bool gfni_build(KernelIsa isa) {
+#if defined(TQ_HAVE_KERNEL_AVX512VNNI) && defined(TQ_HAVE_KERNEL_AVX512GFNI)
+  return isa == KernelIsa::avx512vnni && cpu_features().gfni;
+#else
+  (void)isa;
+  return false;
+#endif
+}
+
 // The kernels compiled into this build (the ISA files are built only when the compiler takes the
 // flags; see quant/CMakeLists.txt).
 KernelTable kernels_for(KernelIsa isa) {
@@ -36,7 +46,7 @@ KernelTable kernels_for(KernelIsa isa) {
 #ifdef TQ_HAVE_KERNEL_AVX512VNNI
     case KernelIsa::avx512vnni:
 #ifdef TQ_HAVE_KERNEL_AVX512GFNI
-      if (cpu_features().gfni) return {detail::gemm_rows_avx512gfni, detail::group_sums_avx512gfni};
+      if (gfni_build(isa)) return {detail::gemm_rows_avx512gfni, detail::group_sums_avx512gfni};
 #endif
       return {detail::gemm_rows_avx512vnni, detail::group_sums_avx512vnni};
 #endif
@@ -77,6 +87,8 @@ uint16_t alpha_to_f16(double alpha, int64_t row, int64_t group) {
 }
 
 }  // namespace
+
+const char* kernel_name(KernelIsa isa) { return gfni_build(isa) ? "avx512vnni+gfni" : isa_name(isa); }
 
 const char* isa_name(KernelIsa isa) {
   switch (isa) {

@@ -45,6 +45,9 @@ KernelIsa best_isa();
 // Throws tq::Error naming TQ_KERNEL and the available ISAs for unknown or unavailable names.
 KernelIsa resolve_kernel_isa(const char* tq_kernel_value);
 const char* isa_name(KernelIsa isa);  // "scalar", "avx2", "avxvnni", "avx512vnni"
+// The kernel build ternary_gemm runs for an ISA: isa_name, or "avx512vnni+gfni" where the AVX-512
+// kernels' GFNI build is picked (Note [GFNI tile decode]).
+const char* kernel_name(KernelIsa isa);
 
 constexpr int64_t kTileRows = 16, kTileCols = 16, kPackGroup = 128;
 constexpr int64_t kTileBytes = kTileRows * kTileCols / 4;  // 64

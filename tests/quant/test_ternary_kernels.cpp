@@ -288,10 +288,12 @@ TEST_CASE("the GFNI build of the AVX-512 kernels equals the plain build bit for 
   // above tests one of the two builds; this one ties the other to it. Prefill shapes: the 2×8 block,
   // a single last row block (rows 45), token remainders 1–7 and the 64-token chunk.
   const CpuFeatures& f = cpu_features();
+  CHECK(std::string(kernel_name(KernelIsa::scalar)) == "scalar");
   if (!(f.gfni && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni)) {
     MESSAGE("skipped: this CPU lacks GFNI or AVX-512 VNNI (" << cpu_features_str(f) << ")");
     return;
   }
+  CHECK(std::string(kernel_name(KernelIsa::avx512vnni)) == "avx512vnni+gfni");  // what ternary_gemm runs
   Rng rng = make_rng(14);
   for (ActScale mode : {ActScale::per_token, ActScale::per_group}) {
     for (int64_t rows : {16, 45}) {
