@@ -14,6 +14,15 @@ struct QuantizedActs;
 
 namespace tq::quant::detail {
 
+// Note [Per-token scale after the groups]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// y[t, j] = bias_j + Σ_g α_jg·s_tg·(sum_tjg − gsum_tg). Every kernel (scalar, ymm, zmm; GEMV and
+// GEMM) evaluates it in one order, so all give the same bits: acc = 0; per group g in order,
+// acc = fma(float(sum − gsum), p, acc) with p = α (one scale per token, the default) or p = α·s
+// (per-group scales); then y = fma(acc, s, bias) (per token) or acc + bias (per group). With a
+// per-token scale, s thus multiplies once per output instead of once per group (one multiply and
+// one broadcast less per (row block, token, group) in the SIMD epilogues; until the tenth session
+// the kernels computed p = α·s in every group).
 struct TernaryArgs {
   const uint8_t* codes = nullptr;    // [rows_padded/16, cols/16, 64]
   const uint16_t* scales = nullptr;  // f16 bits [rows_padded/16, G, 16], Note [Packed ternary tile]

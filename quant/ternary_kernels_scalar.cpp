@@ -45,15 +45,17 @@ void gemm_rows_scalar(const TernaryArgs& a, int64_t r0, int64_t r1, float* y, in
   for (int64_t t = 0; t < a.tokens; ++t) {
     const int8_t* q = a.q + t * a.cols;
     for (int64_t j = r0; j < end; ++j) {
+      // Note [Per-token scale after the groups] (ternary_kernels.h): with one activation scale per
+      // token it multiplies the sum over groups once, at the end.
       float acc_y = 0.0f;
       for (int64_t g = 0; g < G; ++g) {
-        const float s = a.per_group ? a.xscale[t * G + g] : a.xscale[t];
         // α of row j, group g: scales[j/16, g, j%16] (Note [Packed ternary tile]).
-        const float p = f16_to_f32(a.scales[(j / 16 * G + g) * 16 + j % 16]) * s;
+        const float alpha = f16_to_f32(a.scales[(j / 16 * G + g) * 16 + j % 16]);
+        const float p = a.per_group ? alpha * a.xscale[t * G + g] : alpha;
         const int32_t d = group_dot(a, j / 16, j % 16, g, q) - a.gsum[t * G + g];
         acc_y = std::fma(static_cast<float>(d), p, acc_y);
       }
-      y[t * ldy + j] = acc_y + a.bias[j];
+      y[t * ldy + j] = a.per_group ? acc_y + a.bias[j] : std::fma(acc_y, a.xscale[t], a.bias[j]);
     }
   }
 }
