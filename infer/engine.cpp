@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include "autograd/rope.h"
+#include "core/cpu.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
 #include "core/spin_barrier.h"
@@ -136,6 +137,16 @@ constexpr size_t kWarmBytes = size_t{384} << 10;  // of the primary span; L2 is 
 // still computed by exactly one thread with the same arithmetic, so the logits do not change.
 // Warming (Note [Warm while waiting]) still covers the last stretch: the start of the next op's
 // static share is where its owner begins.
+// Note [bf16 decode without AVX512-BF16]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The dense bf16 path is the baseline packed ternary decode is compared with (tqinfer bench --dense
+// bf16). gemm_bf16 runs oneDNN's bf16 GEMM where the CPU has AVX512-BF16, and otherwise widens both
+// operands to f32 first — for a decode step that is the whole weight matrix, rewritten on every
+// call (minutes per token at the 1B shape on an AVX2 CPU). Up to kBf16RowTokens tokens, such CPUs
+// take row dot products over the bf16 weights instead: each weight read once, as for the packed
+// path. The activations are the same bf16-rounded ones; the sums are f32 in a fixed order.
+constexpr int64_t kBf16RowTokens = 8;
+
 constexpr int64_t kHeadChunkRows = 256;  // 512 KiB of the int8 head at C = 2048; a multiple of 16
 // ≈ 128 KiB of codes per decode chunk, a multiple of 4 row blocks (the GEMV takes 4 at a time)
 inline int64_t decode_chunk_blocks(const kq::PackedTernary& w) {
@@ -454,7 +465,9 @@ void Engine::State::alloc() {
   tmp = Tensor::zeros({Tc, C});
   gu = Tensor::zeros({Tc, 2 * F});
   hf = Tensor::zeros({Tc, F});
-  const bool f16_kv = opts.kv_cache == "f16" || (opts.kv_cache == "auto" && fused_ops_avx512());
+  // auto: f16 where the row kernels convert it with F16C (AVX2 / AVX-512), f32 on the reference path.
+  const bool f16_kv = opts.kv_cache == "f16" ||
+                      (opts.kv_cache == "auto" && std::string(fused_ops_isa()) != "reference");
   kv = KvCache(L, Hkv, S, D, f16_kv ? KvType::f16 : KvType::f32);
   scores = Tensor::zeros({nt, H / Hkv * ((S + 15) / 16 * 16)});
   hq = Tensor::zeros({Tc, C}, DType::i8);
@@ -543,7 +556,19 @@ void Engine::State::linear(const Mat& m, int64_t op, const Tensor& in_f32,
       for (int64_t i = 0; i < K; ++i) xbp[t * lda + i] = f32_to_bf16(xp[t * gs.lda + i]);
     }
     gs.lda = lda;
-    gemm_bf16(gs, 1.0f, xbp, static_cast<const uint16_t*>(m.w.raw_data()), 0.0f, y);
+    const auto* wp = static_cast<const uint16_t*>(m.w.raw_data());
+    if (T <= kBf16RowTokens && !cpu_features().avx512_bf16) {
+      // Note [bf16 decode without AVX512-BF16]
+      std::vector<float> xr(static_cast<size_t>(T * K));
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t i = 0; i < K; ++i) xr[static_cast<size_t>(t * K + i)] = bf16_to_f32(xbp[t * lda + i]);
+      }
+      parallel_for(m.rows, 64, [&](int64_t r0, int64_t r1) {
+        lm_head_bf16(wp, r0, r1, K, xr.data(), T, y, ldy);
+      });
+    } else {
+      gemm_bf16(gs, 1.0f, xbp, wp, 0.0f, y);
+    }
   }
   if (m.b.defined()) {
     const float* bp = m.b.data<float>();

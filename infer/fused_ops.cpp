@@ -11,16 +11,27 @@
 namespace tq::infer {
 
 namespace {
-// The AVX-512 row kernels run when the ternary kernels run AVX-512 VNNI (TQ_KERNEL=scalar|avx2 gives
-// the reference loops below, so the infer_scalar / infer_avx2 test runs cover them).
-bool use_avx512() {
+// The row kernels follow the ternary kernels' target (TQ_KERNEL included): AVX-512 with avx512vnni,
+// AVX2 with avx2 / avxvnni, the reference loops below with scalar — so the infer_scalar /
+// infer_avx2 test runs cover the reference and the AVX2 versions on an AVX-512 machine.
+enum class RowIsa { ref, avx2, avx512 };
+RowIsa row_isa() {
+  static const RowIsa v = [] {
+    const kq::KernelIsa k = kq::best_isa();
 #ifdef TQ_HAVE_INFER_AVX512
-  static const bool v = kq::best_isa() == kq::KernelIsa::avx512vnni;
-  return v;
-#else
-  return false;
+    if (k == kq::KernelIsa::avx512vnni) return RowIsa::avx512;
 #endif
+#ifdef TQ_HAVE_INFER_AVX2
+    if (k == kq::KernelIsa::avx2 || k == kq::KernelIsa::avxvnni || k == kq::KernelIsa::avx512vnni)
+      return RowIsa::avx2;
+#endif
+    (void)k;
+    return RowIsa::ref;
+  }();
+  return v;
 }
+bool use_avx512() { return row_isa() == RowIsa::avx512; }
+bool use_avx2() { return row_isa() == RowIsa::avx2; }
 }  // namespace
 
 void act_buffers_alloc(kq::QuantizedActs& qa, int64_t T, int64_t cols, kq::ActScale mode) {
@@ -48,6 +59,9 @@ namespace {
 float quant_span(const float* x, int64_t n, int8_t* q) {
 #ifdef TQ_HAVE_INFER_AVX512
   if (use_avx512()) return detail::quant_span_avx512(x, n, q);
+#endif
+#ifdef TQ_HAVE_INFER_AVX2
+  if (use_avx2()) return detail::quant_span_avx2(x, n, q);
 #endif
   float m = 0.0f;
   for (int64_t i = 0; i < n; ++i) m = std::fmax(m, std::fabs(x[i]));
@@ -168,6 +182,12 @@ void attend_dispatch(const float* q, int64_t nq, int64_t ldq, const E* Kt, const
     return;
   }
 #endif
+#ifdef TQ_HAVE_INFER_AVX2
+  if (use_avx2() && D % 16 == 0 && D <= 256) {
+    detail::attend_group_avx2(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
+    return;
+  }
+#endif
   attend_group_ref(q, nq, ldq, Kt, V, n, D, scale, scores, out, ldo);
 }
 
@@ -224,6 +244,12 @@ void swiglu_row(const float* gate, const float* up, int64_t F, float* out) {
     return;
   }
 #endif
+#ifdef TQ_HAVE_INFER_AVX2
+  if (use_avx2()) {
+    detail::swiglu_avx2(gate, up, F, out);
+    return;
+  }
+#endif
   swiglu_row_ref(gate, up, F, out);
 }
 
@@ -238,6 +264,12 @@ void f16_row(const float* x, int64_t n, uint16_t* out) {
     return;
   }
 #endif
+#ifdef TQ_HAVE_INFER_AVX2
+  if (use_avx2()) {
+    detail::f16_row_avx2(x, n, out);
+    return;
+  }
+#endif
   f16_row_ref(x, n, out);
 }
 
@@ -245,7 +277,13 @@ void f16_row_ref(const float* x, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = f32_to_f16(x[i]);
 }
 
-bool fused_ops_avx512() { return use_avx512(); }
+const char* fused_ops_isa() {
+  switch (row_isa()) {
+    case RowIsa::avx512: return "avx512";
+    case RowIsa::avx2: return "avx2";
+    default: return "reference";
+  }
+}
 
 // Cloned per ISA (GCC function multi-versioning, resolved once at load time through an ifunc): the
 // int8 dot product vectorises to vpmovsxbw + vpmaddwd with AVX2 instead of SSE2 unpacks.
@@ -271,6 +309,12 @@ void lm_head_int8(const int8_t* w, const float* sw, const int32_t* wsum, int64_t
   }
 #else
   (void)wsum;
+#endif
+#ifdef TQ_HAVE_INFER_AVX2
+  if (use_avx2()) {
+    detail::lm_head_int8_avx2(w, sw, r0, r1, C, qx, sx, T, logits, ldo);
+    return;
+  }
 #endif
   lm_head_int8_ref(w, sw, r0, r1, C, qx, sx, T, logits, ldo);
 }

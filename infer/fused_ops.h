@@ -6,9 +6,10 @@
 //   quantize_act_row(y, t, qa);               // int8 row t of qa, as kq::quantize_acts does
 //   attend_group(q, nq, D, Kt, V, n, D, scale, sc, o, D);  // a GQA query group against n cached keys
 //
-// attend_group, swiglu_row, lm_head_int8 and lm_head_q4 run AVX-512 versions (fused_ops_avx512.cpp)
-// when the ternary kernels do (kq::best_isa() is avx512vnni, so TQ_KERNEL=scalar|avx2 selects the
-// plain loops here, which are the reference); the others are plain loops the compiler vectorises.
+// attend_group, swiglu_row, f16_row, int8 quantization and lm_head_int8 run AVX-512 versions
+// (fused_ops_avx512.cpp, lm_head_q4 too) when the ternary kernels run avx512vnni, AVX2 versions
+// (fused_ops_avx2.cpp) when they run avx2 or avxvnni, and the plain loops here — the reference —
+// when they run scalar (TQ_KERNEL=scalar); the others are plain loops the compiler vectorises.
 #pragma once
 
 #include <cstdint>
@@ -68,7 +69,8 @@ void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const uint16_t* K
 void swiglu_row_ref(const float* gate, const float* up, int64_t F, float* out);
 void lm_head_int8_ref(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
                       const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo);
-bool fused_ops_avx512();  // whether the dispatched kernels run their AVX-512 versions
+// Which versions the dispatched kernels run: "avx512", "avx2" or "reference" (the loops above).
+const char* fused_ops_isa();
 
 // logits[t, j] for rows j in [r0, r1) and T tokens; ldo = stride between token rows of `logits`.
 // int8: s_x[t] · s_w[j] · Σ q_x q_w (int32 sums, exact on every path); wsum [V] = int8_row_sums(w)

@@ -1,5 +1,5 @@
-// Internal interface between infer/fused_ops.cpp (reference loops, dispatch) and the AVX-512 row
-// kernels in infer/fused_ops_avx512.cpp (compiled with AVX-512 flags). Raw pointers and PODs only,
+// Internal interface between infer/fused_ops.cpp (reference loops, dispatch) and the AVX-512 and AVX2
+// row kernels in infer/fused_ops_avx512.cpp and infer/fused_ops_avx2.cpp (compiled with ISA flags). Raw pointers and PODs only,
 // for the same reason as quant/ternary_kernels.h: the ISA file must not instantiate inline library
 // code that the linker could pick for baseline callers. Not part of the public API.
 #pragma once
@@ -34,5 +34,21 @@ void lm_head_int8_avx512vnni(const int8_t* w, const float* sw, const int32_t* ws
 void lm_head_q4_avx512vnni(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1,
                            int64_t C, const int8_t* qx, const float* sx, const int32_t* gs,
                            int64_t T, float* logits, int64_t ldo) noexcept;
+
+// The AVX2 versions (fused_ops_avx2.cpp; -mavx2 -mfma -mf16c), for CPUs whose ternary kernels run
+// AVX2 or AVX-VNNI. Same contracts as the AVX-512 ones above; the int8 head needs no wsum (it
+// multiplies |w| by sign(x, w) with VPMADDUBSW, exact for w in [−128, 127] and |x| ≤ 127).
+void attend_group_avx2(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
+                       int64_t n, int64_t D, float scale, float* scores, float* out,
+                       int64_t ldo) noexcept;
+void attend_group_avx2(const float* q, int64_t nq, int64_t ldq, const uint16_t* Kt,
+                       const uint16_t* V, int64_t n, int64_t D, float scale, float* scores,
+                       float* out, int64_t ldo) noexcept;
+float quant_span_avx2(const float* x, int64_t n, int8_t* q) noexcept;
+void swiglu_avx2(const float* gate, const float* up, int64_t F, float* out) noexcept;
+void f16_row_avx2(const float* x, int64_t n, uint16_t* out) noexcept;
+void lm_head_int8_avx2(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
+                       const int8_t* qx, const float* sx, int64_t T, float* logits,
+                       int64_t ldo) noexcept;
 
 }  // namespace tq::infer::detail

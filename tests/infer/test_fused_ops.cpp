@@ -1,5 +1,5 @@
 // infer/fused_ops: the dispatched row kernels (AVX-512 where the ternary kernels run AVX-512 VNNI,
-// else the reference loops) against float64 references written here, and against the library's
+// AVX2 where they run AVX2 / AVX-VNNI, the reference loops with TQ_KERNEL=scalar) against float64 references written here, and against the library's
 // reference loops: attention of a GQA group over the blocked K cache (ragged n, odd group sizes,
 // head dims the fast path takes and one it refuses; f32 and f16 caches), SwiGLU, the int8 LM head (exact), RMSNorm.
 #include <doctest/doctest.h>
@@ -43,7 +43,7 @@ std::vector<double> attend_f64(const float* q, const std::vector<float>& K,
 
 TEST_CASE("fused ops: attend_group over the blocked K cache matches float64 and the reference") {
   Rng rng = test::make_rng(31);
-  MESSAGE("AVX-512 row kernels active: " << fused_ops_avx512());
+  MESSAGE("row kernels: " << fused_ops_isa());
   for (int64_t D :
        {16, 48, 64, 128, 160, 40}) {  // 40: not a multiple of 16, always the reference loop
     for (int64_t n : {1, 15, 16, 17, 70}) {
