@@ -11,9 +11,7 @@
 
 #include "infer/fused_ops_simd.h"
 
-#ifndef TQ_HEAD_PF
-#define TQ_HEAD_PF 2048
-#endif
+
 namespace tq::infer::detail {
 
 namespace {
