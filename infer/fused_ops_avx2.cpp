@@ -11,7 +11,6 @@
 
 #include "infer/fused_ops_simd.h"
 
-
 namespace tq::infer::detail {
 
 namespace {
