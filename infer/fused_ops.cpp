@@ -351,7 +351,14 @@ void lm_head_q4(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_
     detail::lm_head_q4_avx512vnni(codes, scales, r0, r1, C, qx, sx, gs, T, logits, ldo);
     return;
   }
-#else
+#endif
+#ifdef TQ_HAVE_INFER_AVX2
+  if (use_avx2()) {
+    detail::lm_head_q4_avx2(codes, scales, r0, r1, C, qx, sx, gs, T, logits, ldo);
+    return;
+  }
+#endif
+#if !defined(TQ_HAVE_INFER_AVX512) && !defined(TQ_HAVE_INFER_AVX2)
   (void)gs;
 #endif
   lm_head_q4_ref(codes, scales, r0, r1, C, qx, sx, T, logits, ldo);

@@ -6,8 +6,8 @@
 //   quantize_act_row(y, t, qa);               // int8 row t of qa, as kq::quantize_acts does
 //   attend_group(q, nq, D, Kt, V, n, D, scale, sc, o, D);  // a GQA query group against n cached keys
 //
-// attend_group, swiglu_row, f16_row, int8 quantization and lm_head_int8 run AVX-512 versions
-// (fused_ops_avx512.cpp, lm_head_q4 too) when the ternary kernels run avx512vnni, AVX2 versions
+// attend_group, swiglu_row, f16_row, int8 quantization, lm_head_int8 and lm_head_q4 run AVX-512
+// versions (fused_ops_avx512.cpp) when the ternary kernels run avx512vnni, AVX2 versions
 // (fused_ops_avx2.cpp) when they run avx2 or avxvnni, and the plain loops here — the reference —
 // when they run scalar (TQ_KERNEL=scalar); the others are plain loops the compiler vectorises.
 #pragma once

@@ -1,7 +1,7 @@
 // AVX2 row kernels of the inference plan (compiled with -mavx2 -mfma -mf16c), for CPUs whose ternary
 // kernels run AVX2 or AVX-VNNI: attention of a GQA query group over the blocked K cache, int8
-// quantization of a span, f16 rounding of a row, SwiGLU with a vectorised exp, and the int8 LM head
-// with VPMADDUBSW. The plain loops in fused_ops.cpp are the reference they are tested against
+// quantization of a span, f16 rounding of a row, SwiGLU with a vectorised exp, and the int8 and q4 LM
+// heads with VPMADDUBSW. The plain loops in fused_ops.cpp are the reference they are tested against
 // (tests/infer/test_fused_ops.cpp, run once per TQ_KERNEL target). Raw pointers only, and no call
 // into inline library code (fused_ops_simd.h): tails go through small stack buffers.
 #include <immintrin.h>
@@ -331,6 +331,76 @@ void lm_head_int8_avx2(const int8_t* w, const float* sw, int64_t r0, int64_t r1,
     for (int64_t t = 0; t < T; ++t) {  // the row stays in L1 for the other tokens
       const int32_t d = head_row(w + j * C, C, qx + t * C);
       logits[t * ldo + j] = sx[t] * sw[j] * static_cast<float>(d);
+    }
+  }
+}
+
+namespace {
+
+// NB blocks of 16 rows (Note [q4 LM head layout]) × one token, each block as two ymm halves of 8
+// rows; out[2b + h] = rows 16b + 8h … of the logits before × s_x. Per group of 32 inputs, 8
+// VPMADDUBSW per half (low / high nibbles of 4 tiles) summed in i16: |Σ| ≤ 8·2·15·127 = 30480, no
+// saturation (codes c + 8 ≤ 15, |q| ≤ 127); one VPMADDWD by ones, minus 8·gs, then the reference's
+// f32 epilogue (one fma per group in group order), so the logits equal lm_head_q4_ref bit for bit.
+template <int NB>
+inline void q4_blocks(const uint8_t* codes, const uint16_t* scales, int64_t C, const int8_t* x,
+                      const int32_t* gs, __m256* out) {
+  const int64_t G = C / 32, blk_c = C / 8 * 64, blk_s = G * 16;
+  const __m256i nib = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256 y[2 * NB];
+  for (int b = 0; b < 2 * NB; ++b) y[b] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i acc[2 * NB];
+    for (int b = 0; b < 2 * NB; ++b) acc[b] = _mm256_setzero_si256();
+    const uint8_t* cg = codes + g * 4 * 64;
+    for (int k = 0; k < 4; ++k) {
+      int32_t xa, xb;  // activations of inputs 8k..8k+3 and 8k+4..8k+7 of the group
+      std::memcpy(&xa, x + g * 32 + k * 8, 4);
+      std::memcpy(&xb, x + g * 32 + k * 8 + 4, 4);
+      const __m256i va = _mm256_set1_epi32(xa), vb = _mm256_set1_epi32(xb);
+      for (int b = 0; b < 2 * NB; ++b) {
+        const __m256i tile =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cg + (b / 2) * blk_c + k * 64 + 32 * (b % 2)));
+        const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(tile, nib), va);
+        const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(tile, 4), nib), vb);
+        acc[b] = _mm256_add_epi16(acc[b], _mm256_add_epi16(lo, hi));
+      }
+    }
+    const __m256i off = _mm256_set1_epi32(8 * gs[g]);  // Σ (c + 8)·q − 8·Σ q = Σ c·q, exact
+    for (int b = 0; b < 2 * NB; ++b) {
+      const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(scales + (b / 2) * blk_s + g * 16 + 8 * (b % 2))));
+      const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(acc[b], ones), off);
+      y[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), a, y[b]);
+    }
+  }
+  for (int b = 0; b < 2 * NB; ++b) out[b] = y[b];
+}
+
+}  // namespace
+
+void lm_head_q4_avx2(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1, int64_t C,
+                     const int8_t* qx, const float* sx, const int32_t* gs, int64_t T, float* logits,
+                     int64_t ldo) noexcept {
+  constexpr int64_t NB = 2;
+  const int64_t G = C / 32, blk_c = C / 8 * 64, blk_s = G * 16;
+  const int64_t b1 = (r1 + 15) / 16;
+  for (int64_t b = r0 / 16; b < b1; b += NB) {
+    const int64_t nb = b1 - b < NB ? b1 - b : NB;
+    const uint8_t* cb = codes + b * blk_c;
+    const uint16_t* sb = scales + b * blk_s;
+    for (int64_t t = 0; t < T; ++t) {
+      __m256 out[2 * NB];
+      if (nb == 2) {
+        q4_blocks<2>(cb, sb, C, qx + t * C, gs + t * G, out);
+      } else {
+        q4_blocks<1>(cb, sb, C, qx + t * C, gs + t * G, out);
+      }
+      alignas(32) float rows[16 * NB];
+      for (int64_t k = 0; k < 2 * nb; ++k) _mm256_store_ps(rows + 8 * k, _mm256_mul_ps(out[k], _mm256_set1_ps(sx[t])));
+      // Only the rows in [r0, r1): a block may straddle another thread's range.
+      const int64_t lo = r0 > 16 * b ? r0 : 16 * b, hi = r1 < 16 * (b + nb) ? r1 : 16 * (b + nb);
+      for (int64_t j = lo; j < hi; ++j) logits[t * ldo + j] = rows[j - 16 * b];
     }
   }
 }

@@ -50,5 +50,9 @@ void f16_row_avx2(const float* x, int64_t n, uint16_t* out) noexcept;
 void lm_head_int8_avx2(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
                        const int8_t* qx, const float* sx, int64_t T, float* logits,
                        int64_t ldo) noexcept;
+// The q4 head with VPMADDUBSW (low and high nibbles, i16 sums per 32-input group, exact).
+void lm_head_q4_avx2(const uint8_t* codes, const uint16_t* scales, int64_t r0, int64_t r1, int64_t C,
+                     const int8_t* qx, const float* sx, const int32_t* gs, int64_t T, float* logits,
+                     int64_t ldo) noexcept;
 
 }  // namespace tq::infer::detail
