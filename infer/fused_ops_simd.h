@@ -8,6 +8,13 @@
 
 namespace tq::infer::detail {
 
+// exp(x) of the AVX-512 and AVX2 kernels (Cephes expf): x = n·ln2 + r with ln2 split in two
+// (kExpLn2Hi exact in f32), then p(r) = 1 + r + r²·(((((c0·r + c1)·r + c2)·r + c3)·r + c4)·r + c5).
+constexpr float kExpLog2e = 1.44269504088896341f;
+constexpr float kExpLn2Hi = 0.693359375f, kExpLn2Lo = -2.12194440e-4f;
+constexpr float kExpPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
 // See fused_ops.h attend_group for the arguments and the K cache layout.
 void attend_group_avx512(const float* q, int64_t nq, int64_t ldq, const float* Kt, const float* V,
                          int64_t n, int64_t D, float scale, float* scores, float* out,
