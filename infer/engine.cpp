@@ -259,6 +259,7 @@ struct Engine::State {
   Tensor hq;                            // i8 [Tc, C] (int8 head activations)
   Tensor hs;                            // f32 [Tc]
   Tensor xb;                            // bf16 [Tc, max(C, H*D, F)] (bf16 dense inputs)
+  Tensor xr;  // f32, ≤ kBf16RowTokens rows of width K back to back (Note [bf16 decode without AVX512-BF16])
   kq::QuantizedActs qa_c, qa_hd, qa_f;  // int8 activations entering ternary linears: [T] views
   kq::QuantizedActs full_c, full_hd, full_f;  // ... of these [Tc] buffers
   int64_t view_T = -1;                        // T of the views (rebuilt only when T changes)
@@ -475,6 +476,7 @@ void Engine::State::alloc() {
   if (head_kind == "q4") hgs = Tensor::zeros({Tc, C / kQ4Group}, DType::i32);
   if (!all_ternary && opts.dense_dtype == "bf16") {
     xb = Tensor::zeros({Tc, std::max({C, HD, F})}, DType::bf16);
+    if (!cpu_features().avx512_bf16) xr = Tensor::zeros({std::min(Tc, kBf16RowTokens) * std::max({C, HD, F})});
   }
   act_buffers_alloc(full_c, Tc, C, opts.act_scale);
   act_buffers_alloc(full_hd, Tc, HD, opts.act_scale);
@@ -549,24 +551,22 @@ void Engine::State::linear(const Mat& m, int64_t op, const Tensor& in_f32,
   if (m.w.dtype() == DType::f32) {
     gemm(gs, 1.0f, in_f32.data<float>(), m.w.data<float>(), 0.0f, y);
   } else {
-    const int64_t lda = xb.size(1);
-    uint16_t* xbp = static_cast<uint16_t*>(xb.raw_data());
     const float* xp = in_f32.data<float>();
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t i = 0; i < K; ++i) xbp[t * lda + i] = f32_to_bf16(xp[t * gs.lda + i]);
-    }
-    gs.lda = lda;
     const auto* wp = static_cast<const uint16_t*>(m.w.raw_data());
-    if (T <= kBf16RowTokens && !cpu_features().avx512_bf16) {
-      // Note [bf16 decode without AVX512-BF16]
-      std::vector<float> xr(static_cast<size_t>(T * K));
+    if (T <= kBf16RowTokens && xr.defined()) {
+      // Note [bf16 decode without AVX512-BF16]: the bf16-rounded activations, widened back, [T, K].
+      float* xrp = xr.data<float>();
       for (int64_t t = 0; t < T; ++t) {
-        for (int64_t i = 0; i < K; ++i) xr[static_cast<size_t>(t * K + i)] = bf16_to_f32(xbp[t * lda + i]);
+        for (int64_t i = 0; i < K; ++i) xrp[t * K + i] = bf16_to_f32(f32_to_bf16(xp[t * gs.lda + i]));
       }
-      parallel_for(m.rows, 64, [&](int64_t r0, int64_t r1) {
-        lm_head_bf16(wp, r0, r1, K, xr.data(), T, y, ldy);
-      });
+      parallel_for(m.rows, 64, [&](int64_t r0, int64_t r1) { lm_head_bf16(wp, r0, r1, K, xrp, T, y, ldy); });
     } else {
+      const int64_t lda = xb.size(1);
+      uint16_t* xbp = static_cast<uint16_t*>(xb.raw_data());
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t i = 0; i < K; ++i) xbp[t * lda + i] = f32_to_bf16(xp[t * gs.lda + i]);
+      }
+      gs.lda = lda;
       gemm_bf16(gs, 1.0f, xbp, wp, 0.0f, y);
     }
   }
