@@ -319,28 +319,35 @@ TEST_CASE("the GFNI build of the AVX-512 kernels equals the plain build bit for 
 #endif
 
 TEST_CASE("extreme values: all codes +1 and q = ±127 (closed form), every ISA") {
-  const int64_t rows = 19, cols = 1024, T = 5, G = cols / 128;
+  // T = 1 (decode kernels), 5 (token blocks < 6), 7 (AVX2/AVX-VNNI six-token block + remainder):
+  // every path's i16 / i32 accumulators at their largest magnitude.
+  const int64_t rows = 19, cols = 1024, G = cols / 128;
   const PackedTernary w = pack_ternary(Tensor::full({rows, cols}, 1, DType::i8),
                                        Tensor::full({rows, G}, 1.0), Tensor());
-  for (int sign : {1, -1}) {
-    QuantizedActs x;
-    quantize_acts(std::vector<float>(static_cast<size_t>(T * cols), 3.0f * static_cast<float>(sign)).data(),
-                  T, cols, ActScale::per_token, x);
-    CHECK(x.q.at({2, 7}) == 127 * sign);
-    CHECK(x.gsum.at({4, 3}) == 128 * 127 * sign);
-    for (KernelIsa isa : available_isas()) {
-      CAPTURE(isa_name(isa));
-      const std::vector<int32_t> acc = group_sums(w, x, isa);
-      int64_t bad = 0;
-      for (int64_t t = 0; t < T; ++t) {
-        for (int64_t j = 0; j < rows; ++j) {
-          for (int64_t g = 0; g < G; ++g) bad += acc[static_cast<size_t>((t * w.rows_padded + j) * G + g)] != 2 * 128 * 127 * sign;
+  for (int64_t T : {1, 5, 7}) {
+    for (int sign : {1, -1}) {
+      CAPTURE(T);
+      QuantizedActs x;
+      quantize_acts(std::vector<float>(static_cast<size_t>(T * cols), 3.0f * static_cast<float>(sign)).data(),
+                    T, cols, ActScale::per_token, x);
+      CHECK(x.q.at({T - 1, 7}) == 127 * sign);
+      CHECK(x.gsum.at({T - 1, 3}) == 128 * 127 * sign);
+      for (KernelIsa isa : available_isas()) {
+        CAPTURE(isa_name(isa));
+        const std::vector<int32_t> acc = group_sums(w, x, isa);
+        int64_t bad = 0;
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t j = 0; j < rows; ++j) {
+            for (int64_t g = 0; g < G; ++g) bad += acc[static_cast<size_t>((t * w.rows_padded + j) * G + g)] != 2 * 128 * 127 * sign;
+          }
+        }
+        CHECK(bad == 0);
+        // y = Σ_g s·1·(2·128·127·sign − 128·127·sign) = 1024 · 127 · sign · (3/127) = 3072 · sign.
+        const std::vector<float> y = gemm(w, x, isa, rows);
+        for (int64_t t = 0; t < T; ++t) {
+          CHECK(y[static_cast<size_t>(t * rows + 18)] == doctest::Approx(3072.0 * sign).epsilon(1e-6));
         }
       }
-      CHECK(bad == 0);
-      // y = Σ_g s·1·(2·128·127·sign − 128·127·sign) = 1024 · 127 · sign · (3/127) = 3072 · sign.
-      const std::vector<float> y = gemm(w, x, isa, rows);
-      CHECK(y[static_cast<size_t>(3 * rows + 18)] == doctest::Approx(3072.0 * sign).epsilon(1e-6));
     }
   }
 }
