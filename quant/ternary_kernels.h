@@ -35,6 +35,22 @@ struct TernaryArgs {
   bool per_group = false;
 };
 
+// The decode kernels (ymm and zmm) prefetch each weight stream this many bytes ahead: the hardware
+// prefetcher stops at 4 KiB pages, and without it 2048×8192 (long row blocks) streamed at ≈ 0.7 of
+// the read bandwidth instead of ≈ 0.9 (1 thread, docs/kernels.md). The α stream is prefetched as
+// many groups ahead as the codes (2048 B = 32 tiles = 4 groups). See Note [Decode prefetch] in
+// ternary_kernels_zmm.inc.
+constexpr int64_t kPrefetchBytes = 2048;
+constexpr int64_t kPrefetchGroups = kPrefetchBytes / (64 * 8);
+
+// Where the next pass of a decode stream starts, relative to the byte `ahead` bytes into its row
+// block of `block_bytes` when nb row blocks are streamed at once: `ahead` itself inside the block,
+// else skipped past the other nb − 1 blocks (Note [Decode prefetch]). static: every ISA file keeps
+// its own copy (no inline function shared across files compiled with different flags).
+static constexpr int64_t stream_ahead(int nb, int64_t pos, int64_t ahead, int64_t block_bytes) {
+  return pos + ahead < block_bytes ? ahead : ahead + (nb - 1) * block_bytes;
+}
+
 // y[t, j] for j in [r0, min(r1, rows)); r0, r1 multiples of 16. See ternary_pack.h for the formula.
 using GemmRowsFn = void (*)(const TernaryArgs& a, int64_t r0, int64_t r1, float* y,
                             int64_t ldy) noexcept;
