@@ -12,9 +12,10 @@ namespace tq::infer {
 
 namespace {
 // The row kernels follow the ternary kernels' target (TQ_KERNEL included): AVX-512 with avx512vnni,
-// AVX2 with avx2 / avxvnni, the reference loops below with scalar — so the infer_scalar /
-// infer_avx2 test runs cover the reference and the AVX2 versions on an AVX-512 machine.
-enum class RowIsa { ref, avx2, avx512 };
+// AVX2 with avx2, AVX2 plus the AVX-VNNI int8 head with avxvnni, the reference loops below with
+// scalar — so the infer_scalar / infer_avx2 / infer_avxvnni test runs cover the reference and the
+// ymm versions on an AVX-512 machine.
+enum class RowIsa { ref, avx2, avxvnni, avx512 };
 RowIsa row_isa() {
   static const RowIsa v = [] {
     const kq::KernelIsa k = kq::best_isa();
@@ -22,6 +23,9 @@ RowIsa row_isa() {
     if (k == kq::KernelIsa::avx512vnni) return RowIsa::avx512;
 #endif
 #ifdef TQ_HAVE_INFER_AVX2
+#ifdef TQ_HAVE_INFER_AVXVNNI
+    if (k == kq::KernelIsa::avxvnni) return RowIsa::avxvnni;
+#endif
     if (k == kq::KernelIsa::avx2 || k == kq::KernelIsa::avxvnni || k == kq::KernelIsa::avx512vnni)
       return RowIsa::avx2;
 #endif
@@ -31,7 +35,7 @@ RowIsa row_isa() {
   return v;
 }
 bool use_avx512() { return row_isa() == RowIsa::avx512; }
-bool use_avx2() { return row_isa() == RowIsa::avx2; }
+bool use_avx2() { return row_isa() == RowIsa::avx2 || row_isa() == RowIsa::avxvnni; }
 }  // namespace
 
 void act_buffers_alloc(kq::QuantizedActs& qa, int64_t T, int64_t cols, kq::ActScale mode) {
@@ -281,6 +285,7 @@ const char* fused_ops_isa() {
   switch (row_isa()) {
     case RowIsa::avx512: return "avx512";
     case RowIsa::avx2: return "avx2";
+    case RowIsa::avxvnni: return "avxvnni";
     default: return "reference";
   }
 }
@@ -307,9 +312,14 @@ void lm_head_int8(const int8_t* w, const float* sw, const int32_t* wsum, int64_t
     detail::lm_head_int8_avx512vnni(w, sw, wsum, r0, r1, C, qx, sx, T, logits, ldo);
     return;
   }
-#else
-  (void)wsum;
 #endif
+#ifdef TQ_HAVE_INFER_AVXVNNI
+  if (row_isa() == RowIsa::avxvnni) {
+    detail::lm_head_int8_avxvnni(w, sw, wsum, r0, r1, C, qx, sx, T, logits, ldo);
+    return;
+  }
+#endif
+  (void)wsum;
 #ifdef TQ_HAVE_INFER_AVX2
   if (use_avx2()) {
     detail::lm_head_int8_avx2(w, sw, r0, r1, C, qx, sx, T, logits, ldo);

@@ -69,7 +69,8 @@ void attend_group_ref(const float* q, int64_t nq, int64_t ldq, const uint16_t* K
 void swiglu_row_ref(const float* gate, const float* up, int64_t F, float* out);
 void lm_head_int8_ref(const int8_t* w, const float* sw, int64_t r0, int64_t r1, int64_t C,
                       const int8_t* qx, const float* sx, int64_t T, float* logits, int64_t ldo);
-// Which versions the dispatched kernels run: "avx512", "avx2" or "reference" (the loops above).
+// Which versions the dispatched kernels run: "avx512", "avx2", "avxvnni" (AVX2 with the AVX-VNNI int8
+// head) or "reference" (the loops above).
 const char* fused_ops_isa();
 
 // logits[t, j] for rows j in [r0, r1) and T tokens; ldo = stride between token rows of `logits`.

@@ -281,12 +281,7 @@ namespace {
 // 0x80, read as the unsigned 128) and |x| ≤ 127 (the activation quantizer's range), so the i16 pair
 // sums (≤ 32512) never saturate; VPMADDWD by ones widens them to i32 (exact). Two accumulators
 // (even / odd 32-byte chunks); one row at a time streams the matrix sequentially.
-// Unlike the AVX-512 head (fused_ops_avx512.cpp head_row: the hardware prefetcher alone was best on
-// that Xeon), a software prefetch 1 KiB ahead helps on Zen 3: LM head 83–89% → 94% of the read probe,
-// decode 45–49 → 52–54 tokens/s (tqinfer bench -n 64 -t 2 --profile, 2 alternated rounds; 2 KiB: 88–93%).
-// It runs on past the row into the next one, which is the next in memory.
-constexpr int64_t kHeadPrefetchBytes = 1024;
-
+// Software prefetch kHeadPrefetchBytes ahead (fused_ops_simd.h).
 inline int32_t head_row(const int8_t* w, int64_t C, const int8_t* x) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
