@@ -6,6 +6,7 @@
 # ternary int8-head run is profiled (--profile): the last lines split its decode and prefill steps.
 #
 #   bench/engine_targets.sh [build/release] [reps=5]
+#   TQ_KERNEL=avxvnni bench/engine_targets.sh ...   # a lower kernel ISA (the int8 peak follows it)
 #
 # Prints each run's table, then a summary. On a shared machine the probes themselves move by up to
 # 2× between runs, so compare ratios within one run (the "%" columns) and repeat the script.
